@@ -1,0 +1,66 @@
+#pragma once
+// The main configuration file and the rule files it names.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rules/diagnostics.hpp"
+#include "rules/engine.hpp"
+#include "rules/rule.hpp"
+
+namespace tocsin {
+
+struct ingest_limits {
+    std::size_t max_body_bytes = 32u << 20;     // compressed request body; 413 beyond
+    std::size_t max_decoded_bytes = 64u << 20;  // snappy-decoded body; 400 beyond
+    std::size_t max_samples_per_request = 100'000;
+    std::size_t max_labels_per_series = 64;
+    std::size_t max_label_name_bytes = 256;
+    std::size_t max_label_value_bytes = 4096;
+};
+
+// Bearer tokens are secrets: they never reach a log line, a metric or an API response.
+struct auth_config {
+    std::vector<std::string> write_token_files; // required on /api/v1/write and /api/v1/push
+    std::vector<std::string> admin_token_files; // required on /-/reload
+    std::vector<std::string> write_tokens;      // file contents, trailing whitespace removed
+    std::vector<std::string> admin_tokens;
+};
+
+struct tls_config {
+    std::string cert_file; // PEM chain; TLS is on when both files are set
+    std::string key_file;
+    bool enabled() const { return !cert_file.empty(); }
+};
+
+struct main_config {
+    std::string path; // the file it was loaded from
+    std::string listen_address = "127.0.0.1";
+    std::uint16_t listen_port = 9793;
+    std::string state_dir = "/var/lib/tocsin";
+    std::vector<std::string> rule_files; // globs, relative to the config file's folder
+    ingest_limits ingest;
+    engine_limits engine;
+    auth_config auth;
+    tls_config tls;
+    std::string log_level = "info";
+    std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(10)};
+    std::chrono::milliseconds tick_interval{std::chrono::seconds(1)};
+};
+
+struct loaded_config {
+    main_config main;
+    std::shared_ptr<const rule_set> rules;
+    std::vector<std::string> rule_file_paths; // the globs expanded, sorted
+};
+
+// Loads the main config, the token files and every rule file. Collects every problem into
+// `diags` as file:line:column: what is wrong; what was expected. Returns nullopt if there is
+// any error. `state_dir` and the listen address are not touched.
+std::optional<loaded_config> load_config(const std::string& path, diagnostics& diags);
+
+} // namespace tocsin

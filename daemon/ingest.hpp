@@ -1,0 +1,65 @@
+#pragma once
+// Ingest endpoints without the HTTP layer: decode a request body, check every series against
+// the limits, feed valid samples to the engine, and say what the HTTP answer must be.
+// A rejected series never drops the valid rest of its request.
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/config.hpp"
+#include "rules/engine.hpp"
+
+namespace tocsin {
+
+enum class reject_reason : std::uint8_t {
+    malformed,            // the body cannot be decoded at all
+    too_many_samples,     // the request holds more than max_samples_per_request
+    too_many_labels,
+    label_name_too_long,
+    label_value_too_long,
+    invalid_utf8,
+    invalid_label_name,   // empty or whitespace-only name
+    duplicate_label_name,
+    unsorted_labels,      // remote_write requires names in byte order
+    missing_metric_name,
+    series_limit,
+    out_of_order,
+    duplicate_sample,
+    count_
+};
+
+constexpr std::size_t reject_reason_count = static_cast<std::size_t>(reject_reason::count_);
+
+// The metric label value: "too_many_labels", ...
+const char* to_string(reject_reason r);
+
+// Cumulative counters, owned by the daemon and exported on /metrics.
+struct ingest_counters {
+    std::uint64_t samples_accepted = 0;
+    std::uint64_t stale_markers = 0;
+    std::array<std::uint64_t, reject_reason_count> samples_rejected{};
+};
+
+struct ingest_outcome {
+    int http_status = 204;
+    std::string body;         // human-readable; empty on success for remote_write
+    std::string content_type; // of `body`
+    std::size_t accepted = 0;
+    std::size_t rejected = 0;
+};
+
+// POST /api/v1/write: Prometheus remote_write 1.0 (snappy block format, protobuf
+// WriteRequest). `content_type` and `content_encoding` are the request headers, empty when absent.
+ingest_outcome ingest_remote_write(std::string_view body, std::string_view content_type,
+                                   std::string_view content_encoding, engine& eng,
+                                   const ingest_limits& limits, ingest_counters& counters);
+
+// POST /api/v1/push: the JSON batch documented in docs/CONFIGURATION.md. Samples without a
+// timestamp take `now`.
+ingest_outcome ingest_json(std::string_view body, engine& eng, const ingest_limits& limits,
+                           ingest_counters& counters, time_ms now);
+
+} // namespace tocsin

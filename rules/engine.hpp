@@ -1,0 +1,156 @@
+#pragma once
+// The rule engine: series in, alerts out. No sockets, no threads.
+//
+// Samples are evaluated as they arrive, on sample (event) time: `for` durations and windows
+// compare sample timestamps, so a replayed stream gives the same alerts as live traffic. The
+// injected clock drives only no-data detection (tick()).
+//
+// Thread safety: none. One owner (the daemon's event loop, a test, a backtest) calls every
+// member function.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rules/clock.hpp"
+#include "rules/labels.hpp"
+#include "rules/rule.hpp"
+
+namespace tocsin {
+
+enum class alert_state : std::uint8_t { inactive, pending, firing };
+const char* to_string(alert_state s);
+
+// An alert as the API and the notifiers see it.
+struct alert_snapshot {
+    std::uint64_t id = 0;  // fingerprint of the rule name and the series labels; stable across severities
+    std::string rule_name; // alertname
+    label_set labels;      // series labels without __name__, rule labels, alertname, severity
+    std::vector<std::pair<std::string, std::string>> annotations; // rendered
+    alert_state state = alert_state::inactive;
+    severity level = severity::warning;
+    double value = 0;
+    time_ms active_at = 0;      // sample time at which the first tier started to hold
+    time_ms fired_at = 0;       // sample time at which it started firing; 0 while pending
+    time_ms resolved_at = 0;    // set on resolved events
+    time_ms last_sample_at = 0; // sample time of the last evaluated value
+    bool no_data = false;       // a no-data alert raised by no_data_action::alert
+    std::string reason;         // why it resolved: "", "recovered", "missing_series", "rule_removed", "rule_changed"
+};
+
+// Everything needed to bring an alert back after a restart, with its timers.
+struct persisted_alert {
+    std::uint64_t id = 0;
+    std::string rule_name;
+    std::uint64_t rule_hash = 0; // rule::definition_hash at the time of saving
+    label_set series;            // the full series label set, with __name__
+    alert_state state = alert_state::inactive;
+    severity level = severity::warning;
+    double value = 0;
+    time_ms active_at = 0;
+    time_ms fired_at = 0;
+    time_ms last_sample_at = 0;
+    bool no_data = false;
+    std::vector<time_ms> tier_held_since;  // per tier of the rule; 0 = not held
+    std::vector<time_ms> tier_released_at; // per tier; keep_firing_for counts from here; 0 = none
+};
+
+// A change that must reach the store (and, later, the notifiers).
+struct alert_event {
+    enum class kind : std::uint8_t {
+        pending,          // first tier started to hold
+        firing,           // a tier's `for` elapsed
+        severity_changed, // escalation or de-escalation of a firing alert
+        updated,          // timers changed without a visible transition (a higher tier started to hold)
+        resolved,         // no tier holds any more; `alert.reason` says why
+    };
+    kind what = kind::updated;
+    alert_snapshot alert;
+    persisted_alert record; // the new durable state; for resolved, state is inactive (delete it)
+};
+
+const char* to_string(alert_event::kind k);
+
+struct engine_limits {
+    std::size_t max_series = 2'000'000;       // series beyond this are rejected on ingest
+    std::size_t per_rule_max_alerts = 10'000; // pending + firing alerts of one rule
+    std::size_t max_active_alerts = 50'000;   // pending + firing alerts of all rules
+};
+
+enum class ingest_status : std::uint8_t {
+    accepted,
+    duplicate,    // same timestamp as the series' last sample; dropped (a sender retry)
+    out_of_order, // older than the series' last sample; dropped
+    series_limit, // a new series would exceed engine_limits::max_series
+    stale_marker, // a Prometheus stale marker; the series is now missing
+};
+
+struct rule_stats {
+    std::string name;
+    std::string group;
+    std::size_t series = 0;
+    std::size_t pending = 0;
+    std::size_t firing = 0;
+    bool limit_exceeded = false; // per_rule_max_alerts was hit; the rule's alerts are held back
+};
+
+struct engine_stats {
+    std::size_t series = 0;
+    std::size_t pending = 0;
+    std::size_t firing = 0;
+    std::size_t firing_by_severity[5] = {}; // indexed by severity value
+    std::uint64_t samples_evaluated = 0;
+    std::uint64_t non_numeric_samples = 0;
+    std::uint64_t out_of_order_samples = 0;
+    std::uint64_t duplicate_samples = 0;
+    std::uint64_t series_limit_rejections = 0;
+    std::uint64_t alert_limit_rejections = 0;
+    std::size_t state_bytes = 0; // estimated bytes of engine state, label strings included
+};
+
+class engine {
+public:
+    engine(std::shared_ptr<const rule_set> rules, engine_limits limits, const clock& clock);
+    ~engine();
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    // Evaluates one sample. `sorted_labels` is sorted by name, has unique names and no
+    // empty values, and is only borrowed for the call.
+    ingest_status ingest(std::span<const label_view> sorted_labels, time_ms timestamp, double value);
+
+    // Applies no-data policies against the clock. The daemon calls it about once a second.
+    void tick();
+
+    // Installs a new rule set. Alerts whose rule has the same name and definition_hash keep
+    // their state; others resolve with reason rule_changed or rule_removed.
+    void replace_rules(std::shared_ptr<const rule_set> rules);
+    void set_limits(engine_limits limits);
+    const rule_set& rules() const;
+
+    // Restores alerts saved by a previous process. Call before the first ingest. Records
+    // whose rule no longer exists or changed are dropped and their count returned.
+    std::size_t restore(const std::vector<persisted_alert>& records);
+
+    // Moves out the events produced since the last call, in the order they happened.
+    std::vector<alert_event> take_events();
+
+    // Pending and firing alerts, plus one meta-alert per rule over its alert limit.
+    std::vector<alert_snapshot> alerts() const;
+    // Durable form of every pending and firing alert.
+    std::vector<persisted_alert> persisted_state() const;
+
+    engine_stats stats() const;
+    std::vector<rule_stats> rule_statistics() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// True for the exact bit pattern of a Prometheus stale marker (0x7ff0000000000002).
+bool is_stale_marker(double value);
+
+} // namespace tocsin

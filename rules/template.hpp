@@ -1,0 +1,49 @@
+#pragma once
+// Label and annotation templates, a subset of Prometheus' Go templates:
+//   {{ $labels.instance }}   {{ index $labels "service.name" }}   {{ $value }}
+//   {{ $value | humanize }}  humanize1024, humanizePercentage, humanizeDuration
+//   {{ printf "%.2f" $value }}
+// Templates are parsed when rules load, so an unknown variable or function is a load error,
+// never a failure at send time.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rules/labels.hpp"
+
+namespace tocsin {
+
+class text_template {
+public:
+    // Parses `source`. On failure returns false and sets `error` to a message that names the
+    // bad part and the column within the template.
+    static bool parse(std::string_view source, text_template& out, std::string& error);
+
+    // Renders with the alert's labels and value. Missing labels render as "".
+    std::string render(const label_set& labels, double value) const;
+
+    const std::string& source() const { return source_; }
+    bool is_literal() const;
+
+    struct piece;
+
+private:
+    std::string source_;
+    std::vector<piece> pieces_;
+};
+
+struct text_template::piece {
+    enum class kind { literal, label, value } what = kind::literal;
+    std::string text;        // literal text, or the label name
+    std::string function;    // "", humanize, humanize1024, humanizePercentage, humanizeDuration, printf
+    std::string format;      // printf format
+};
+
+// Formats like Prometheus' humanize: 1234567 -> "1.235M", 0.001 -> "1m".
+std::string humanize(double value);
+std::string humanize_1024(double value);
+std::string humanize_percentage(double value);
+std::string humanize_duration(double seconds);
+
+} // namespace tocsin
