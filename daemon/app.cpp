@@ -1,0 +1,686 @@
+#include "daemon/app.hpp"
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <iostream>
+
+#include <boost/asio.hpp>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/api.hpp"
+#include "daemon/config.hpp"
+#include "daemon/http_server.hpp"
+#include "daemon/ingest.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/state_store.hpp"
+#include "rules/engine.hpp"
+
+namespace tocsin {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* tocsin_version = "0.1.0";
+
+// Endpoints with their own latency histogram and request counters.
+enum class endpoint { write, push, alerts, rules, metrics, reload, health, other, count_ };
+constexpr const char* endpoint_names[] = {"write", "push", "alerts", "rules", "metrics", "reload", "health", "other"};
+
+struct endpoint_stats {
+    latency_histogram latency;
+    std::map<int, std::uint64_t> by_status;
+};
+
+// Compares in time that depends only on the lengths, so a token cannot be guessed byte by byte.
+bool equal_constant_time(std::string_view a, std::string_view b)
+{
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    const std::size_t n = std::max(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+        unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+        diff |= static_cast<unsigned char>(x ^ y);
+    }
+    return diff == 0;
+}
+
+std::string resolve_state_dir(const main_config& cfg)
+{
+    std::filesystem::path dir(cfg.state_dir);
+    if (dir.is_relative()) {
+        dir = std::filesystem::absolute(cfg.path).parent_path() / dir;
+    }
+    return dir.lexically_normal().string();
+}
+
+double now_seconds()
+{
+    using namespace std::chrono;
+    return duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class daemon_app {
+public:
+    daemon_app(app_options options, loaded_config config, std::unique_ptr<state_store> store)
+        : options_(std::move(options)), config_(std::move(config)), store_(std::move(store)),
+          engine_(config_.rules, config_.main.engine, clock_), signals_(io_, SIGTERM, SIGINT, SIGHUP),
+          tick_timer_(io_), watchdog_timer_(io_), drain_timer_(io_)
+    {
+        http_server_options http;
+        http.address = config_.main.listen_address;
+        http.port = config_.main.listen_port;
+        http.max_body_bytes = config_.main.ingest.max_body_bytes;
+        http.tls_cert_file = config_.main.tls.cert_file;
+        http.tls_key_file = config_.main.tls.key_file;
+        server_ = std::make_unique<http_server>(io_, http, [this](const http_request& r) { return handle(r); });
+        last_reload_success_ = now_seconds();
+    }
+
+    int run()
+    {
+        std::string error;
+        auto records = store_->load_alerts(error);
+        if (!records) {
+            log_->error("cannot read alert state: {}", error);
+            return 1;
+        }
+        std::size_t dropped = engine_.restore(*records);
+        log_->info("restored {} alerts from {} ({} dropped because their rule changed or is gone)",
+                   records->size() - dropped, config_.main.state_dir, dropped);
+        flush_events();
+
+        try {
+            server_->start();
+        } catch (const std::exception& e) {
+            log_->error("{}", e.what());
+            return 1;
+        }
+        log_->info("tocsind {} listening on {}:{}{} with {} rules; state in {}", tocsin_version,
+                   config_.main.listen_address, server_->port(), config_.main.tls.enabled() ? " (TLS)" : "",
+                   config_.rules->rules.size(), config_.main.state_dir);
+
+        wait_for_signal();
+        schedule_tick();
+        start_watchdog();
+        ready_ = true;
+        sd_notify(0, "READY=1\nSTATUS=running");
+
+        io_.run();
+
+        log_->info("tocsind stopped");
+        return exit_code_;
+    }
+
+private:
+    // ---- signals and timers ----
+
+    void wait_for_signal()
+    {
+        signals_.async_wait([this](const boost::system::error_code& ec, int signal_number) {
+            if (ec) {
+                return;
+            }
+            if (signal_number == SIGHUP) {
+                auto result = reload("SIGHUP");
+                (void)result;
+                wait_for_signal();
+                return;
+            }
+            begin_shutdown(signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+        });
+    }
+
+    void schedule_tick()
+    {
+        tick_timer_.expires_after(config_.main.tick_interval);
+        tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || stopping_) {
+                return;
+            }
+            engine_.tick();
+            flush_events();
+            report_series_limit();
+            schedule_tick();
+        });
+    }
+
+    void start_watchdog()
+    {
+        std::uint64_t usec = 0;
+        if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) {
+            return;
+        }
+        watchdog_interval_ = std::chrono::microseconds(usec / 2);
+        log_->info("systemd watchdog enabled; pinging every {} ms", usec / 2000);
+        ping_watchdog();
+    }
+
+    // The ping comes from the event loop itself, so a stuck loop stops the pings and systemd
+    // restarts the service.
+    void ping_watchdog()
+    {
+        sd_notify(0, "WATCHDOG=1");
+        watchdog_timer_.expires_after(watchdog_interval_);
+        watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec) {
+                ping_watchdog();
+            }
+        });
+    }
+
+    void begin_shutdown(const char* reason)
+    {
+        if (stopping_) {
+            return;
+        }
+        stopping_ = true;
+        log_->info("received {}; finishing requests in flight (at most {} ms)", reason,
+                   config_.main.shutdown_timeout.count());
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+        server_->stop_accepting();
+        tick_timer_.cancel();
+        shutdown_deadline_ = std::chrono::steady_clock::now() + config_.main.shutdown_timeout;
+        wait_for_drain();
+    }
+
+    void wait_for_drain()
+    {
+        if (server_->open_connections() == 0 || std::chrono::steady_clock::now() >= shutdown_deadline_) {
+            if (server_->open_connections() != 0) {
+                log_->warn("{} connections still open after shutdown_timeout; closing them",
+                           server_->open_connections());
+            }
+            finish_shutdown();
+            return;
+        }
+        drain_timer_.expires_after(std::chrono::milliseconds(20));
+        drain_timer_.async_wait([this](const boost::system::error_code&) { wait_for_drain(); });
+    }
+
+    void finish_shutdown()
+    {
+        flush_events();
+        std::string error;
+        if (!store_->replace_all(engine_.persisted_state(), error)) {
+            log_->error("cannot save alert state at shutdown: {}", error);
+            exit_code_ = 1;
+        }
+        signals_.cancel();
+        watchdog_timer_.cancel();
+        io_.stop();
+    }
+
+    // ---- persistence ----
+
+    // Writes the engine's alert changes to the store. Events that fail to write are kept and
+    // retried with the next flush, so a transient disk error loses nothing.
+    bool flush_events()
+    {
+        auto events = engine_.take_events();
+        for (auto& e : events) {
+            log_event(e);
+            unsaved_events_.push_back(std::move(e));
+        }
+        if (unsaved_events_.empty()) {
+            return true;
+        }
+        std::string error;
+        if (!store_->apply(unsaved_events_, error)) {
+            ++store_write_failures_;
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_store_error_log_ > std::chrono::seconds(10)) {
+                log_->error("cannot save {} alert changes, will retry: {}", unsaved_events_.size(), error);
+                last_store_error_log_ = now;
+            }
+            return false;
+        }
+        unsaved_events_.clear();
+        return true;
+    }
+
+    void log_event(const alert_event& e)
+    {
+        if (!alert_log_->should_log(spdlog::level::debug)) {
+            return;
+        }
+        alert_log_->debug("{} rule={} alert_id={:016x} severity={} value={} labels={}", to_string(e.what),
+                          e.alert.rule_name, e.alert.id, to_string(e.alert.level), e.alert.value,
+                          e.alert.labels.to_string());
+    }
+
+    // ---- reload ----
+
+    struct reload_result {
+        bool ok = false;
+        std::string errors;
+    };
+
+    reload_result reload(const char* trigger)
+    {
+        sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+        ++reloads_total_;
+        diagnostics diags;
+        auto loaded = load_config(options_.config_path, diags);
+        reload_result result;
+        if (!loaded) {
+            ++reload_failures_;
+            last_reload_ok_ = false;
+            log_->error("reload ({}) failed; keeping the running configuration. {} errors:", trigger, diags.size());
+            for (const auto& d : diags.items()) {
+                log_->error("  {}", d.to_string());
+            }
+            result.errors = diags.to_string();
+            sd_notify(0, "READY=1\nSTATUS=running; last reload failed");
+            return result;
+        }
+        loaded->main.state_dir = resolve_state_dir(loaded->main);
+        warn_on_restart_only_changes(loaded->main);
+        // The listener, TLS and state folder stay as they are until a restart.
+        loaded->main.listen_address = config_.main.listen_address;
+        loaded->main.listen_port = config_.main.listen_port;
+        loaded->main.tls = config_.main.tls;
+        loaded->main.state_dir = config_.main.state_dir;
+        loaded->main.ingest.max_body_bytes = config_.main.ingest.max_body_bytes;
+
+        engine_.set_limits(loaded->main.engine);
+        engine_.replace_rules(loaded->rules);
+        config_ = std::move(*loaded);
+        if (!options_.log_level.empty()) {
+            set_log_level(options_.log_level);
+        } else {
+            set_log_level(config_.main.log_level);
+        }
+        flush_events();
+
+        last_reload_ok_ = true;
+        last_reload_success_ = now_seconds();
+        log_->info("reload ({}) done: {} rules from {} files", trigger, config_.rules->rules.size(),
+                   config_.rule_file_paths.size());
+        sd_notify(0, "READY=1\nSTATUS=running");
+        result.ok = true;
+        return result;
+    }
+
+    void warn_on_restart_only_changes(const main_config& next)
+    {
+        const auto& current = config_.main;
+        if (next.listen_address != current.listen_address || next.listen_port != current.listen_port) {
+            log_->warn("listen changed to {}:{}; it takes effect after a restart", next.listen_address,
+                       next.listen_port);
+        }
+        if (next.tls.cert_file != current.tls.cert_file || next.tls.key_file != current.tls.key_file) {
+            log_->warn("tls changed; it takes effect after a restart");
+        }
+        if (next.state_dir != current.state_dir) {
+            log_->warn("state_dir changed to {}; it takes effect after a restart", next.state_dir);
+        }
+        if (next.ingest.max_body_bytes != current.ingest.max_body_bytes) {
+            log_->warn("limits.max_body_bytes changed; it takes effect after a restart");
+        }
+    }
+
+    // ---- HTTP ----
+
+    http_response handle(const http_request& request)
+    {
+        auto started = std::chrono::steady_clock::now();
+        endpoint which = endpoint::other;
+        http_response response = route(request, which);
+        auto& stats = endpoint_stats_[static_cast<std::size_t>(which)];
+        stats.latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        ++stats.by_status[response.status];
+        return response;
+    }
+
+    http_response route(const http_request& request, endpoint& which)
+    {
+        const auto& path = request.path;
+        const auto& method = request.method;
+        const bool is_get = method == "GET" || method == "HEAD";
+
+        if (path == "/api/v1/write") {
+            which = endpoint::write;
+            if (method != "POST") {
+                return method_not_allowed("POST");
+            }
+            if (auto denied = check_token(request, config_.main.auth.write_tokens)) {
+                return *denied;
+            }
+            auto outcome = ingest_remote_write(request.body, request.header("content-type"),
+                                               request.header("content-encoding"), engine_,
+                                               config_.main.ingest, counters_);
+            return finish_ingest("remote_write", request, outcome);
+        }
+        if (path == "/api/v1/push") {
+            which = endpoint::push;
+            if (method != "POST") {
+                return method_not_allowed("POST");
+            }
+            if (auto denied = check_token(request, config_.main.auth.write_tokens)) {
+                return *denied;
+            }
+            auto outcome = ingest_json(request.body, engine_, config_.main.ingest, counters_, clock_.now_ms());
+            return finish_ingest("push", request, outcome);
+        }
+        if (path == "/api/v1/alerts") {
+            which = endpoint::alerts;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return http_response::json(200, alerts_json(engine_.alerts()));
+        }
+        if (path == "/api/v1/rules") {
+            which = endpoint::rules;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return http_response::json(200, rules_json(*config_.rules, engine_.rule_statistics()));
+        }
+        if (path == "/metrics") {
+            which = endpoint::metrics;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            auto response = http_response::text(200, render_metrics());
+            response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            return response;
+        }
+        if (path == "/-/healthy") {
+            which = endpoint::health;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return http_response::text(200, "OK\n");
+        }
+        if (path == "/-/ready") {
+            which = endpoint::health;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            if (!ready_ || stopping_) {
+                return http_response::text(503, "not ready\n");
+            }
+            return http_response::text(200, "OK\n");
+        }
+        if (path == "/-/reload") {
+            which = endpoint::reload;
+            if (method != "POST" && method != "PUT") {
+                return method_not_allowed("POST, PUT");
+            }
+            if (auto denied = check_token(request, config_.main.auth.admin_tokens)) {
+                return *denied;
+            }
+            auto result = reload("HTTP");
+            if (!result.ok) {
+                return http_response::text(400, "failed to reload config:\n" + result.errors);
+            }
+            return http_response::text(200, "");
+        }
+        return http_response::text(404, "not found: " + path +
+                                            "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
+                                            "/api/v1/rules, /metrics, /-/healthy, /-/ready, /-/reload\n");
+    }
+
+    static http_response method_not_allowed(const char* allowed)
+    {
+        auto response = http_response::text(405, std::string("method not allowed; use ") + allowed + "\n");
+        response.headers.emplace_back("Allow", allowed);
+        return response;
+    }
+
+    // Returns a 401 response when tokens are configured and the request carries none of them.
+    std::optional<http_response> check_token(const http_request& request, const std::vector<std::string>& tokens)
+    {
+        if (tokens.empty()) {
+            return std::nullopt;
+        }
+        auto header = request.header("authorization");
+        constexpr std::string_view scheme = "Bearer ";
+        if (header.size() > scheme.size() && std::equal(scheme.begin(), scheme.end(), header.begin(),
+                                                        [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+            auto presented = header.substr(scheme.size());
+            bool match = false;
+            for (const auto& token : tokens) {
+                match = equal_constant_time(presented, token) || match;
+            }
+            if (match) {
+                return std::nullopt;
+            }
+        }
+        ++unauthorized_requests_;
+        auto response = http_response::text(
+            401, header.empty() ? "missing bearer token; send Authorization: Bearer <token>\n"
+                                : "invalid bearer token; send a token from the configured token files\n");
+        response.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return response;
+    }
+
+    http_response finish_ingest(const char* source, const http_request& request, ingest_outcome& outcome)
+    {
+        if (!flush_events()) {
+            // The samples were evaluated but their alert changes are not on disk yet: answer
+            // 5xx so that the sender retries. A retried sample is then a duplicate and is dropped.
+            auto response =
+                http_response::text(503, "alert state could not be saved; retry later (see the tocsind log)\n");
+            response.headers.emplace_back("Retry-After", "5");
+            return response;
+        }
+        if (outcome.rejected > 0) {
+            note_rejection(source, request, outcome);
+        }
+        http_response response;
+        response.status = outcome.http_status;
+        response.body = std::move(outcome.body);
+        response.content_type = outcome.content_type.empty() ? "text/plain; charset=utf-8" : outcome.content_type;
+        return response;
+    }
+
+    // Logs rejected samples at most once per 10 s per source, with a count of what was suppressed.
+    void note_rejection(const char* source, const http_request& request, const ingest_outcome& outcome)
+    {
+        auto& window = rejection_windows_[source];
+        window.samples += outcome.rejected;
+        ++window.requests;
+        auto now = std::chrono::steady_clock::now();
+        if (now - window.last_log < std::chrono::seconds(10)) {
+            return;
+        }
+        auto first_line = outcome.body.substr(0, outcome.body.find('\n'));
+        if (first_line.size() > 300) {
+            first_line.resize(300);
+        }
+        ingest_log_->warn("rejected {} samples in {} {} requests since the last report; latest from {}: {}",
+                          window.samples, window.requests, source, request.remote_address, first_line);
+        window = rejection_window{};
+        window.last_log = now;
+    }
+
+    void report_series_limit()
+    {
+        auto stats = engine_.stats();
+        if (stats.series_limit_rejections > reported_series_limit_rejections_) {
+            ingest_log_->warn("series limit reached: {} series (limits.max_series = {}); {} new series rejected "
+                              "so far; raise limits.max_series or drop high-cardinality labels",
+                              stats.series, config_.main.engine.max_series, stats.series_limit_rejections);
+            reported_series_limit_rejections_ = stats.series_limit_rejections;
+        }
+    }
+
+    std::string render_metrics();
+
+    app_options options_;
+    loaded_config config_;
+    std::unique_ptr<state_store> store_;
+    system_clock clock_;
+    engine engine_;
+    asio::io_context io_{1};
+    asio::signal_set signals_;
+    asio::steady_timer tick_timer_;
+    asio::steady_timer watchdog_timer_;
+    asio::steady_timer drain_timer_;
+    std::unique_ptr<http_server> server_;
+    std::chrono::microseconds watchdog_interval_{0};
+    std::chrono::steady_clock::time_point shutdown_deadline_;
+
+    ingest_counters counters_;
+    std::vector<alert_event> unsaved_events_;
+    std::uint64_t store_write_failures_ = 0;
+    std::chrono::steady_clock::time_point last_store_error_log_{};
+    std::uint64_t reloads_total_ = 0;
+    std::uint64_t reload_failures_ = 0;
+    bool last_reload_ok_ = true;
+    double last_reload_success_ = 0;
+    std::uint64_t unauthorized_requests_ = 0;
+    std::uint64_t reported_series_limit_rejections_ = 0;
+    std::array<endpoint_stats, static_cast<std::size_t>(endpoint::count_)> endpoint_stats_{};
+    struct rejection_window {
+        std::uint64_t samples = 0;
+        std::uint64_t requests = 0;
+        std::chrono::steady_clock::time_point last_log{};
+    };
+    std::map<std::string, rejection_window> rejection_windows_;
+    double start_time_ = now_seconds();
+    bool ready_ = false;
+    bool stopping_ = false;
+    int exit_code_ = 0;
+
+    std::shared_ptr<spdlog::logger> log_ = get_logger("main");
+    std::shared_ptr<spdlog::logger> ingest_log_ = get_logger("ingest");
+    std::shared_ptr<spdlog::logger> alert_log_ = get_logger("alerts");
+};
+
+std::string daemon_app::render_metrics()
+{
+    metrics_writer w;
+    auto stats = engine_.stats();
+
+    w.family("tocsin_build_info", "gauge", "Build information; the value is always 1.");
+    w.sample("tocsin_build_info", {{"version", tocsin_version}}, 1);
+    w.family("tocsin_process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
+    w.sample("tocsin_process_start_time_seconds", start_time_);
+
+    w.family("tocsin_samples_ingested_total", "counter", "Samples accepted and evaluated.");
+    w.sample("tocsin_samples_ingested_total", static_cast<double>(counters_.samples_accepted));
+    w.family("tocsin_samples_rejected_total", "counter", "Samples rejected on ingest, by reason.");
+    for (std::size_t i = 0; i < reject_reason_count; ++i) {
+        w.sample("tocsin_samples_rejected_total", {{"reason", to_string(static_cast<reject_reason>(i))}},
+                 static_cast<double>(counters_.samples_rejected[i]));
+    }
+    w.family("tocsin_stale_markers_total", "counter", "Prometheus stale markers received.");
+    w.sample("tocsin_stale_markers_total", static_cast<double>(counters_.stale_markers));
+    w.family("tocsin_samples_non_numeric_total", "counter", "NaN or infinite samples that took no part in comparisons.");
+    w.sample("tocsin_samples_non_numeric_total", static_cast<double>(stats.non_numeric_samples));
+
+    w.family("tocsin_series", "gauge", "Series held in memory.");
+    w.sample("tocsin_series", static_cast<double>(stats.series));
+    w.family("tocsin_series_limit", "gauge", "The configured limits.max_series.");
+    w.sample("tocsin_series_limit", static_cast<double>(config_.main.engine.max_series));
+    w.family("tocsin_series_limit_rejections_total", "counter", "New series rejected by limits.max_series.");
+    w.sample("tocsin_series_limit_rejections_total", static_cast<double>(stats.series_limit_rejections));
+    w.family("tocsin_engine_state_bytes", "gauge", "Estimated memory held by the rule engine.");
+    w.sample("tocsin_engine_state_bytes", static_cast<double>(stats.state_bytes));
+
+    auto rule_stats = engine_.rule_statistics();
+    w.family("tocsin_rules", "gauge", "Rules loaded.");
+    w.sample("tocsin_rules", static_cast<double>(config_.rules->rules.size()));
+    w.family("tocsin_rule_alert_limit_exceeded", "gauge", "1 when a rule has more alerts than limits.per_rule_max_alerts.");
+    for (const auto& r : rule_stats) {
+        w.sample("tocsin_rule_alert_limit_exceeded", {{"rule", r.name}}, r.limit_exceeded ? 1 : 0);
+    }
+    w.family("tocsin_alert_limit_rejections_total", "counter", "Alerts not created because of limits.max_active_alerts.");
+    w.sample("tocsin_alert_limit_rejections_total", static_cast<double>(stats.alert_limit_rejections));
+
+    w.family("tocsin_alerts", "gauge", "Alerts by state and severity.");
+    std::array<std::array<std::size_t, 5>, 2> counts{};
+    for (const auto& a : engine_.alerts()) {
+        if (a.state == alert_state::inactive) {
+            continue;
+        }
+        auto state_index = a.state == alert_state::firing ? 1 : 0;
+        counts[state_index][static_cast<std::size_t>(a.level)]++;
+    }
+    for (int state_index = 0; state_index < 2; ++state_index) {
+        for (auto level : {severity::info, severity::warning, severity::critical, severity::page}) {
+            w.sample("tocsin_alerts",
+                     {{"state", state_index == 1 ? "firing" : "pending"}, {"severity", to_string(level)}},
+                     static_cast<double>(counts[state_index][static_cast<std::size_t>(level)]));
+        }
+    }
+
+    w.family("tocsin_config_last_reload_successful", "gauge", "1 if the last configuration reload succeeded.");
+    w.sample("tocsin_config_last_reload_successful", last_reload_ok_ ? 1 : 0);
+    w.family("tocsin_config_last_reload_success_timestamp_seconds", "gauge", "Time of the last successful reload (or start).");
+    w.sample("tocsin_config_last_reload_success_timestamp_seconds", last_reload_success_);
+    w.family("tocsin_config_reloads_total", "counter", "Reload attempts (SIGHUP and /-/reload).");
+    w.sample("tocsin_config_reloads_total", static_cast<double>(reloads_total_));
+    w.family("tocsin_config_reload_failures_total", "counter", "Reload attempts rejected because the new configuration is invalid.");
+    w.sample("tocsin_config_reload_failures_total", static_cast<double>(reload_failures_));
+
+    w.family("tocsin_state_store_write_failures_total", "counter", "Failed writes of alert state to the store.");
+    w.sample("tocsin_state_store_write_failures_total", static_cast<double>(store_write_failures_));
+    w.family("tocsin_state_store_unsaved_changes", "gauge", "Alert changes waiting to be written to the store.");
+    w.sample("tocsin_state_store_unsaved_changes", static_cast<double>(unsaved_events_.size()));
+
+    w.family("tocsin_http_unauthorized_requests_total", "counter", "Requests rejected for a missing or wrong bearer token.");
+    w.sample("tocsin_http_unauthorized_requests_total", static_cast<double>(unauthorized_requests_));
+    auto server_stats = server_->stats();
+    w.family("tocsin_http_requests_too_large_total", "counter", "Requests rejected with 413 before reading the body.");
+    w.sample("tocsin_http_requests_too_large_total", static_cast<double>(server_stats.rejected_too_large));
+    w.family("tocsin_http_requests_malformed_total", "counter", "Requests that were not valid HTTP.");
+    w.sample("tocsin_http_requests_malformed_total", static_cast<double>(server_stats.malformed));
+    w.family("tocsin_http_requests_total", "counter", "Requests answered, by endpoint and status code.");
+    for (std::size_t i = 0; i < endpoint_stats_.size(); ++i) {
+        for (const auto& [status, count] : endpoint_stats_[i].by_status) {
+            auto code = std::to_string(status);
+            w.sample("tocsin_http_requests_total", {{"handler", endpoint_names[i]}, {"code", code}},
+                     static_cast<double>(count));
+        }
+    }
+    w.family("tocsin_http_request_duration_seconds", "histogram", "Time to handle a request, by endpoint.");
+    for (std::size_t i = 0; i < endpoint_stats_.size(); ++i) {
+        w.histogram("tocsin_http_request_duration_seconds", {{"handler", endpoint_names[i]}},
+                    endpoint_stats_[i].latency);
+    }
+    return w.text();
+}
+
+} // namespace
+
+int run_daemon(const app_options& options)
+{
+    auto log = get_logger("main");
+    if (!options.log_level.empty() && !set_log_level(options.log_level)) {
+        std::cerr << "invalid --log-level \"" << options.log_level << "\"; expected trace, debug, info, warn or error\n";
+        return 1;
+    }
+
+    diagnostics diags;
+    auto config = load_config(options.config_path, diags);
+    if (!config) {
+        std::cerr << diags.to_string();
+        std::cerr << "tocsind: " << diags.size() << " configuration errors; not starting\n";
+        return 1;
+    }
+    if (options.log_level.empty()) {
+        set_log_level(config->main.log_level);
+    }
+    config->main.state_dir = resolve_state_dir(config->main);
+
+    std::string error;
+    auto store = state_store::open(config->main.state_dir, error);
+    if (!store) {
+        log->error("cannot open the state store: {}", error);
+        return 1;
+    }
+
+    log->info("starting tocsind {} with {}", tocsin_version, options.config_path);
+    daemon_app app(options, std::move(*config), std::move(store));
+    return app.run();
+}
+
+} // namespace tocsin
