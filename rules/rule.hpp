@@ -84,7 +84,8 @@ struct rule {
     std::string name;  // becomes the alertname label
     std::string group; // the rule group it was loaded from
     std::string file;  // the rule file, for messages
-    int line = 0;
+    int line = 0;      // 1-based position of the rule in `file`
+    int column = 0;
 
     std::string metric; // required __name__ of the selected series
     std::vector<label_matcher> matchers;

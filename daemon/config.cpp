@@ -1,0 +1,452 @@
+#include "daemon/config.hpp"
+
+#include <arpa/inet.h>
+#include <glob.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <limits>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "rules/promql_lexer.hpp"
+#include "rules/rule_loader.hpp"
+#include "rules/yaml_check.hpp"
+
+namespace tocsin {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Resolves `name` against the folder of the config file unless it is absolute.
+std::string resolve(const fs::path& base_dir, const std::string& name)
+{
+    const fs::path p(name);
+    if (p.is_absolute() || base_dir.empty()) {
+        return p.string();
+    }
+    return (base_dir / p).string();
+}
+
+bool read_file(const std::string& path, std::string& content, std::string& error)
+{
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        error = "is a folder, not a file";
+        return false;
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        error = std::strerror(errno);
+        return false;
+    }
+    std::ostringstream out;
+    out << in.rdbuf();
+    if (in.bad()) {
+        error = std::strerror(errno);
+        return false;
+    }
+    content = out.str();
+    return true;
+}
+
+bool is_valid_hostname(std::string_view host)
+{
+    if (host.empty() || host.size() > 253) {
+        return false;
+    }
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+    });
+}
+
+// Parses host:port, [v6]:port or :port (all IPv4 interfaces).
+bool parse_listen(std::string_view text, std::string& host, std::uint16_t& port, std::string& error)
+{
+    constexpr std::string_view expected = "expected host:port such as 127.0.0.1:9793, [::1]:9793 or :9793";
+    std::string_view host_part;
+    std::string_view port_part;
+    if (text.starts_with("[")) {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            error = fmt::format("invalid listen address {}; {}", promql::quote(text), expected);
+            return false;
+        }
+        host_part = text.substr(1, close - 1);
+        port_part = text.substr(close + 2);
+        in6_addr address{};
+        if (inet_pton(AF_INET6, std::string(host_part).c_str(), &address) != 1) {
+            error = fmt::format("invalid IPv6 address {} in listen; {}", promql::quote(host_part), expected);
+            return false;
+        }
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos) {
+            error = fmt::format("missing port in listen address {}; {}", promql::quote(text), expected);
+            return false;
+        }
+        host_part = text.substr(0, colon);
+        port_part = text.substr(colon + 1);
+        if (host_part.find(':') != std::string_view::npos) {
+            error = fmt::format("IPv6 address in listen must be in brackets, such as [::1]:9793; got {}",
+                                promql::quote(text));
+            return false;
+        }
+        if (host_part.empty()) {
+            host_part = "0.0.0.0";
+        }
+        in_addr address{};
+        const bool ipv4 = inet_pton(AF_INET, std::string(host_part).c_str(), &address) == 1;
+        if (!ipv4 && !is_valid_hostname(host_part)) {
+            error = fmt::format("invalid host {} in listen; {}", promql::quote(host_part), expected);
+            return false;
+        }
+    }
+    unsigned value = 0;
+    auto [ptr, ec] = std::from_chars(port_part.data(), port_part.data() + port_part.size(), value);
+    if (port_part.empty() || ec != std::errc() || ptr != port_part.data() + port_part.size() || value > 65535) {
+        error = fmt::format("invalid port {} in listen; expected a number from 0 to 65535",
+                            promql::quote(port_part));
+        return false;
+    }
+    host.assign(host_part);
+    port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+class config_loader {
+public:
+    config_loader(const std::string& path, diagnostics& diags)
+        : path_(path), base_dir_(fs::path(path).parent_path()), diags_(diags), check_(path, diags)
+    {
+    }
+
+    std::optional<loaded_config> load();
+
+private:
+    void load_limits(const YAML::Node& node, main_config& config);
+    void load_auth(const YAML::Node& node, main_config& config);
+    void load_tls(const YAML::Node& node, main_config& config);
+    void load_rule_globs(const YAML::Node& node, loaded_config& out);
+    std::vector<std::string> read_tokens(const YAML::Node& node, std::string_view field,
+                                         std::vector<std::string>& files);
+    void check_readable(const YAML::Node& node, std::string_view field, const std::string& file, bool pem);
+
+    template <typename T>
+    void positive(const YAML::Node& map, std::string_view key, T& out, bool is_size);
+
+    std::string path_;
+    fs::path base_dir_;
+    diagnostics& diags_;
+    yaml::checker check_;
+};
+
+std::optional<loaded_config> config_loader::load()
+{
+    const std::size_t errors_before = diags_.size();
+    std::string text;
+    std::string problem;
+    if (!read_file(path_, text, problem)) {
+        diags_.add(path_, 0, 0, fmt::format("failed to read config file: {}", problem));
+        return std::nullopt;
+    }
+
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+        check_.error(e.mark, fmt::format("invalid YAML: {}; check the indentation and quoting here", e.msg));
+        return std::nullopt;
+    }
+
+    loaded_config out;
+    main_config& config = out.main;
+    config.path = path_;
+    if (!root.IsNull()) {
+        if (!check_.expect_map(root, "the config file")) {
+            return std::nullopt;
+        }
+        check_.check_keys(root, "config",
+                          {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
+                           "limits", "auth", "tls"});
+
+        if (const YAML::Node n = yaml::checker::child(root, "listen"); n.IsDefined()) {
+            if (auto value = check_.string(n, "listen")) {
+                if (!parse_listen(*value, config.listen_address, config.listen_port, problem)) {
+                    check_.error(n, problem);
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "state_dir"); n.IsDefined()) {
+            if (auto value = check_.string(n, "state_dir")) {
+                if (value->empty()) {
+                    check_.error(n, "empty state_dir; expected a folder such as /var/lib/tocsin");
+                } else {
+                    config.state_dir = resolve(base_dir_, *value);
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "log_level"); n.IsDefined()) {
+            if (auto value = check_.string(n, "log_level")) {
+                static constexpr std::string_view levels[] = {"trace", "debug", "info", "warn", "error"};
+                if (std::find(std::begin(levels), std::end(levels), *value) == std::end(levels)) {
+                    check_.error(n, fmt::format("invalid log_level {}; expected one of trace, debug, info, warn, error",
+                                                promql::quote(*value)));
+                } else {
+                    config.log_level = *value;
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "shutdown_timeout"); n.IsDefined()) {
+            if (auto d = check_.duration(n, "shutdown_timeout")) {
+                config.shutdown_timeout = *d;
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "tick_interval"); n.IsDefined()) {
+            if (auto d = check_.duration(n, "tick_interval")) {
+                if (d->count() <= 0) {
+                    check_.error(n, "tick_interval must be greater than 0; expected for example 1s");
+                } else {
+                    config.tick_interval = *d;
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "limits"); n.IsDefined() && !n.IsNull()) {
+            load_limits(n, config);
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "auth"); n.IsDefined() && !n.IsNull()) {
+            load_auth(n, config);
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "tls"); n.IsDefined() && !n.IsNull()) {
+            load_tls(n, config);
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "rule_files"); n.IsDefined() && !n.IsNull()) {
+            load_rule_globs(n, out);
+        }
+    }
+
+    std::vector<rule_group> groups;
+    for (const auto& file : out.rule_file_paths) {
+        auto loaded = load_rule_file(file, diags_);
+        for (auto& g : loaded) {
+            groups.push_back(std::move(g));
+        }
+    }
+    out.rules = make_rule_set(std::move(groups));
+    validate_rule_set(*out.rules, diags_);
+
+    if (diags_.size() != errors_before) {
+        return std::nullopt;
+    }
+    return out;
+}
+
+template <typename T>
+void config_loader::positive(const YAML::Node& map, std::string_view key, T& out, bool is_size)
+{
+    const YAML::Node n = yaml::checker::child(map, key);
+    if (!n.IsDefined()) {
+        return;
+    }
+    const std::string field = fmt::format("limits.{}", key);
+    auto value = is_size ? check_.size(n, field) : check_.count(n, field);
+    if (!value) {
+        return;
+    }
+    if (*value == 0) {
+        check_.error(n, fmt::format("{} must be greater than 0", field));
+        return;
+    }
+    if (*value > std::numeric_limits<T>::max()) {
+        check_.error(n, fmt::format("{} is too large", field));
+        return;
+    }
+    out = static_cast<T>(*value);
+}
+
+void config_loader::load_limits(const YAML::Node& node, main_config& config)
+{
+    if (!check_.expect_map(node, "limits")) {
+        return;
+    }
+    check_.check_keys(node, "limits",
+                      {"max_body_bytes", "max_decoded_bytes", "max_samples_per_request", "max_labels_per_series",
+                       "max_label_name_bytes", "max_label_value_bytes", "max_series", "per_rule_max_alerts",
+                       "max_active_alerts"});
+    positive(node, "max_body_bytes", config.ingest.max_body_bytes, true);
+    positive(node, "max_decoded_bytes", config.ingest.max_decoded_bytes, true);
+    positive(node, "max_samples_per_request", config.ingest.max_samples_per_request, false);
+    positive(node, "max_labels_per_series", config.ingest.max_labels_per_series, false);
+    positive(node, "max_label_name_bytes", config.ingest.max_label_name_bytes, true);
+    positive(node, "max_label_value_bytes", config.ingest.max_label_value_bytes, true);
+    positive(node, "max_series", config.engine.max_series, false);
+    positive(node, "per_rule_max_alerts", config.engine.per_rule_max_alerts, false);
+    positive(node, "max_active_alerts", config.engine.max_active_alerts, false);
+}
+
+std::vector<std::string> config_loader::read_tokens(const YAML::Node& node, std::string_view field,
+                                                    std::vector<std::string>& files)
+{
+    std::vector<std::string> tokens;
+    if (!check_.expect_sequence(node, field)) {
+        return tokens;
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        const YAML::Node item = node[i];
+        auto name = check_.string(item, field);
+        if (!name) {
+            continue;
+        }
+        const std::string file = resolve(base_dir_, *name);
+        files.push_back(file);
+        std::string content;
+        std::string problem;
+        // The messages name the file but never its content, because the content is a secret.
+        if (!read_file(file, content, problem)) {
+            check_.error(item, fmt::format("failed to read token file {}: {}", file, problem));
+            continue;
+        }
+        while (!content.empty() && std::isspace(static_cast<unsigned char>(content.back()))) {
+            content.pop_back();
+        }
+        std::size_t start = 0;
+        while (start < content.size() && std::isspace(static_cast<unsigned char>(content[start]))) {
+            ++start;
+        }
+        content.erase(0, start);
+        if (content.empty()) {
+            check_.error(item, fmt::format("token file {} is empty; expected one bearer token", file));
+            continue;
+        }
+        const bool has_space = std::any_of(content.begin(), content.end(), [](char c) {
+            return std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c));
+        });
+        if (has_space) {
+            check_.error(item, fmt::format("token file {} holds whitespace or control characters inside the token; "
+                                           "expected exactly one bearer token",
+                                           file));
+            continue;
+        }
+        tokens.push_back(std::move(content));
+    }
+    return tokens;
+}
+
+void config_loader::load_auth(const YAML::Node& node, main_config& config)
+{
+    if (!check_.expect_map(node, "auth")) {
+        return;
+    }
+    check_.check_keys(node, "auth", {"write_token_files", "admin_token_files"});
+    if (const YAML::Node n = yaml::checker::child(node, "write_token_files"); n.IsDefined()) {
+        config.auth.write_tokens = read_tokens(n, "auth.write_token_files", config.auth.write_token_files);
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "admin_token_files"); n.IsDefined()) {
+        config.auth.admin_tokens = read_tokens(n, "auth.admin_token_files", config.auth.admin_token_files);
+    }
+}
+
+void config_loader::check_readable(const YAML::Node& node, std::string_view field, const std::string& file, bool pem)
+{
+    std::string content;
+    std::string problem;
+    if (!read_file(file, content, problem)) {
+        check_.error(node, fmt::format("failed to read {} {}: {}", field, file, problem));
+        return;
+    }
+    if (pem && content.find("-----BEGIN ") == std::string::npos) {
+        check_.error(node, fmt::format("{} {} is not in PEM format; expected a file with -----BEGIN lines", field, file));
+    }
+}
+
+void config_loader::load_tls(const YAML::Node& node, main_config& config)
+{
+    if (!check_.expect_map(node, "tls")) {
+        return;
+    }
+    check_.check_keys(node, "tls", {"cert_file", "key_file"});
+    const YAML::Node cert = yaml::checker::child(node, "cert_file");
+    const YAML::Node key = yaml::checker::child(node, "key_file");
+    if (!cert.IsDefined() || !key.IsDefined()) {
+        check_.error(node, fmt::format("tls needs both cert_file and key_file; {} is missing",
+                                       cert.IsDefined() ? "key_file" : "cert_file"));
+    }
+    if (cert.IsDefined()) {
+        if (auto value = check_.string(cert, "tls.cert_file")) {
+            config.tls.cert_file = resolve(base_dir_, *value);
+            check_readable(cert, "tls.cert_file", config.tls.cert_file, true);
+        }
+    }
+    if (key.IsDefined()) {
+        if (auto value = check_.string(key, "tls.key_file")) {
+            config.tls.key_file = resolve(base_dir_, *value);
+            check_readable(key, "tls.key_file", config.tls.key_file, true);
+        }
+    }
+}
+
+void config_loader::load_rule_globs(const YAML::Node& node, loaded_config& out)
+{
+    if (!check_.expect_sequence(node, "rule_files")) {
+        return;
+    }
+    std::vector<std::string> paths;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        const YAML::Node item = node[i];
+        auto pattern = check_.string(item, "rule_files");
+        if (!pattern) {
+            continue;
+        }
+        if (pattern->empty()) {
+            check_.error(item, "empty rule_files entry; expected a glob such as rules/*.yaml");
+            continue;
+        }
+        out.main.rule_files.push_back(*pattern);
+        const std::string full = resolve(base_dir_, *pattern);
+        glob_t matches{};
+        const int rc = ::glob(full.c_str(), GLOB_BRACE, nullptr, &matches);
+        if (rc == GLOB_NOMATCH) {
+            check_.error(item, fmt::format("rule_files entry {} matches no file (looked for {})",
+                                           promql::quote(*pattern), promql::quote(full)));
+        } else if (rc != 0) {
+            check_.error(item, fmt::format("failed to expand rule_files entry {}: {}", promql::quote(*pattern),
+                                           rc == GLOB_NOSPACE ? "out of memory" : "a folder could not be read"));
+        } else {
+            std::size_t files = 0;
+            for (std::size_t m = 0; m < matches.gl_pathc; ++m) {
+                std::error_code ec;
+                if (fs::is_directory(matches.gl_pathv[m], ec)) {
+                    continue;
+                }
+                paths.emplace_back(matches.gl_pathv[m]);
+                ++files;
+            }
+            if (files == 0) {
+                check_.error(item, fmt::format("rule_files entry {} matches only folders; expected rule files",
+                                               promql::quote(*pattern)));
+            }
+        }
+        ::globfree(&matches);
+    }
+    std::sort(paths.begin(), paths.end());
+    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+    out.rule_file_paths = std::move(paths);
+}
+
+} // namespace
+
+std::optional<loaded_config> load_config(const std::string& path, diagnostics& diags)
+{
+    config_loader loader(path, diags);
+    return loader.load();
+}
+
+} // namespace tocsin
