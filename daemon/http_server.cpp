@@ -123,7 +123,9 @@ asio::awaitable<void> serve_requests(impl_ptr self, Stream& stream, connection& 
             co_return;
         }
         http::request_parser<http::string_body> parser;
-        parser.body_limit(self->options.max_body_bytes);
+        // The body limit is set after the header, so that a declared Content-Length over the
+        // limit can be answered with 413 naming the size.
+        parser.body_limit(boost::none);
         parser.header_limit(64 * 1024);
 
         beast::get_lowest_layer(stream).expires_after(self->options.idle_timeout);
@@ -159,6 +161,7 @@ asio::awaitable<void> serve_requests(impl_ptr self, Stream& stream, connection& 
             }
         }
 
+        parser.body_limit(self->options.max_body_bytes);
         beast::get_lowest_layer(stream).expires_after(self->options.read_timeout);
         auto [body_ec, body_bytes] = co_await http::async_read(stream, buffer, parser, use_tuple);
         if (body_ec == http::error::body_limit) {
