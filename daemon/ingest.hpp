@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,5 +62,41 @@ ingest_outcome ingest_remote_write(std::string_view body, std::string_view conte
 // timestamp take `now`.
 ingest_outcome ingest_json(std::string_view body, engine& eng, const ingest_limits& limits,
                            ingest_counters& counters, time_ms now);
+
+// Building blocks shared by the ingest endpoints. Not part of the daemon's public API.
+namespace ingest_detail {
+
+// At most this many problem messages go into one response; the rest are only counted.
+constexpr std::size_t max_messages = 10;
+
+// Checks one series against the limits: label count, name and value lengths, UTF-8, empty or
+// whitespace-only names, duplicate names (and, when `require_sorted`, byte order of names)
+// and the presence of __name__. Labels with an empty value pass, and the caller drops them
+// before calling the engine. Returns true when valid. Otherwise sets `reason`, and `*message`
+// when `message` is not null, so that callers past the message cap skip the formatting.
+// `label_count` is the number of labels sent, which may exceed `labels.size()` when the
+// caller stopped storing them past the limit.
+bool validate_series(std::span<const label_view> labels, std::size_t label_count,
+                     const ingest_limits& limits, bool require_sorted, reject_reason& reason,
+                     std::string* message);
+
+// Removes labels with an empty value in place, because Prometheus treats them as absent.
+void drop_empty_values(std::vector<label_view>& labels);
+
+// Feeds one sample of a validated series to the engine and updates `counters`. Returns false
+// when the sample counts as rejected and then sets `reason`, and `*message` when `message` is
+// not null. A duplicate sample (a sender retry) and a stale marker return true.
+bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_ms timestamp,
+                   double value, ingest_counters& counters, reject_reason& reason,
+                   std::string* message);
+
+// Prometheus notation of a series, escaped and cut on a UTF-8 boundary after about 200 bytes.
+std::string describe_series(std::span<const label_view> labels);
+
+// `text` in double quotes for a message: quotes, backslashes, control characters and invalid
+// UTF-8 bytes escaped, cut with "..." on a UTF-8 boundary after about `max_bytes` bytes.
+std::string quote_text(std::string_view text, std::size_t max_bytes = 64);
+
+} // namespace ingest_detail
 
 } // namespace tocsin

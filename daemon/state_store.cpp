@@ -1,0 +1,495 @@
+#include "daemon/state_store.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+namespace tocsin {
+
+namespace {
+
+using json = nlohmann::json;
+
+// How long a statement waits for a lock held by another connection (a `sqlite3` shell, a
+// backup tool) before it fails with SQLITE_BUSY.
+constexpr int busy_timeout_ms = 5000;
+
+// Migration N brings the schema from version N to N + 1. A schema change appends an entry
+// and leaves the released ones as they are.
+constexpr const char* migrations[] = {
+    // Version 1: alerts with their timers, and a key/value table.
+    R"sql(
+        CREATE TABLE alerts (
+            id               INTEGER PRIMARY KEY, -- the 64-bit alert id, bit cast to signed
+            rule_name        TEXT NOT NULL,
+            rule_hash        INTEGER NOT NULL,    -- bit cast to signed like id
+            series           TEXT NOT NULL,       -- labels as a JSON object, __name__ included
+            state            TEXT NOT NULL,       -- pending or firing
+            severity         TEXT NOT NULL,       -- info, warning, critical or page
+            value            REAL,                -- NULL for NaN, which SQLite cannot store
+            active_at        INTEGER NOT NULL,    -- milliseconds since the Unix epoch
+            fired_at         INTEGER NOT NULL,
+            last_sample_at   INTEGER NOT NULL,
+            no_data          INTEGER NOT NULL,
+            tier_held_since  TEXT NOT NULL,       -- JSON array of milliseconds, one per tier
+            tier_released_at TEXT NOT NULL
+        );
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+    )sql",
+};
+static_assert(std::size(migrations) == state_store::schema_version);
+
+std::int64_t to_signed(std::uint64_t value) { return std::bit_cast<std::int64_t>(value); }
+std::uint64_t to_unsigned(std::int64_t value) { return std::bit_cast<std::uint64_t>(value); }
+
+bool is_corruption(int code)
+{
+    int primary = code & 0xff;
+    return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
+
+std::string fix_for(int code, const std::string& path)
+{
+    switch (code & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return fmt::format("stop tocsind and move the file aside with its -wal and -shm files "
+                           "(mv {0} {0}.corrupt); tocsind then starts with no saved alerts",
+                           path);
+    case SQLITE_FULL: return "free disk space on the state directory's file system";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return "another process holds a lock on the database; stop it";
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_AUTH:
+        return "check that the tocsind user can read and write the file and its folder";
+    default: return "check the disk and the file's permissions";
+    }
+}
+
+std::string text_column(sqlite3_stmt* statement, int column)
+{
+    const unsigned char* text = sqlite3_column_text(statement, column);
+    if (text == nullptr) {
+        return {};
+    }
+    return std::string(reinterpret_cast<const char*>(text),
+                       static_cast<std::size_t>(sqlite3_column_bytes(statement, column)));
+}
+
+const char* state_name(alert_state state)
+{
+    return state == alert_state::firing ? "firing" : "pending";
+}
+
+std::optional<alert_state> parse_state(std::string_view name)
+{
+    if (name == "pending") {
+        return alert_state::pending;
+    }
+    if (name == "firing") {
+        return alert_state::firing;
+    }
+    return std::nullopt;
+}
+
+std::string times_to_json(const std::vector<time_ms>& times) { return json(times).dump(); }
+
+bool times_from_json(const std::string& text, std::vector<time_ms>& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_array()) {
+        return false;
+    }
+    out.clear();
+    for (const json& item : parsed) {
+        if (!item.is_number_integer()) {
+            return false;
+        }
+        out.push_back(item.get<time_ms>());
+    }
+    return true;
+}
+
+std::string labels_to_json(const label_set& labels)
+{
+    json object = json::object();
+    for (const label& l : labels.items()) {
+        object[l.name] = l.value;
+    }
+    // Ingest validation admits only UTF-8 labels, so `replace` should never alter them. It
+    // keeps a stray byte from aborting the whole transaction.
+    return object.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool labels_from_json(const std::string& text, label_set& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_object()) {
+        return false;
+    }
+    std::vector<label> labels;
+    labels.reserve(parsed.size());
+    for (const auto& [name, value] : parsed.items()) {
+        if (!value.is_string()) {
+            return false;
+        }
+        labels.push_back(label{name, value.get<std::string>()});
+    }
+    out = label_set(std::move(labels));
+    return true;
+}
+
+} // namespace
+
+state_store::state_store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
+state_store::~state_store()
+{
+    for (sqlite3_stmt* statement : {upsert_, delete_, select_all_, set_meta_, get_meta_}) {
+        sqlite3_finalize(statement);
+    }
+    // Closing checkpoints the WAL into the main file. A crash skips this and loses nothing,
+    // because the next open replays the WAL.
+    sqlite3_close_v2(db_);
+}
+
+std::string state_store::describe_failure(const char* action) const
+{
+    int code = sqlite3_extended_errcode(db_);
+    if (is_corruption(code)) {
+        return fmt::format("state database {} is corrupt or not a SQLite database ({}) while trying to {}; {}",
+                           path_, sqlite3_errmsg(db_), action, fix_for(code, path_));
+    }
+    return fmt::format("cannot {} in state database {}: {}; {}", action, path_, sqlite3_errmsg(db_),
+                       fix_for(code, path_));
+}
+
+bool state_store::execute(const char* sql, std::string& error)
+{
+    char* message = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &message);
+    sqlite3_free(message); // the same text is available from sqlite3_errmsg
+    if (rc != SQLITE_OK) {
+        error = describe_failure(fmt::format("run \"{}\"", std::string_view(sql).substr(0, 40)).c_str());
+        return false;
+    }
+    return true;
+}
+
+std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std::string& error)
+{
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(state_dir, ec);
+    if (ec) {
+        error = fmt::format("cannot create state directory {}: {}; create it with write access for "
+                            "the tocsind user or set state_dir to a writable folder",
+                            state_dir, ec.message());
+        return nullptr;
+    }
+    std::string path = (fs::path(state_dir) / "tocsin.db").string();
+
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        error = fmt::format("cannot open state database {}: {}; {}", path,
+                            db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc), fix_for(rc, path));
+        sqlite3_close_v2(db);
+        return nullptr;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, busy_timeout_ms);
+    std::unique_ptr<state_store> store(new state_store(db, path));
+
+    // FULL adds one fsync of the WAL per commit. Commits happen per batch of alert
+    // transitions, not per sample, so the cost is small and a committed transition also
+    // survives a power loss; NORMAL would only survive a process crash.
+    if (!store->execute("PRAGMA journal_mode=WAL", error) ||
+        !store->execute("PRAGMA synchronous=FULL", error)) {
+        return nullptr;
+    }
+
+    // A corrupt page is found now, with a message naming the fix, instead of in the middle
+    // of a later write. The check reads every page, which is fast for a state database.
+    sqlite3_stmt* check = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &check, nullptr) != SQLITE_OK) {
+        error = store->describe_failure("check the database");
+        return nullptr;
+    }
+    rc = sqlite3_step(check);
+    std::string verdict = rc == SQLITE_ROW ? text_column(check, 0) : std::string();
+    sqlite3_finalize(check);
+    if (rc != SQLITE_ROW) {
+        error = store->describe_failure("check the database");
+        return nullptr;
+    }
+    if (verdict != "ok") {
+        std::replace(verdict.begin(), verdict.end(), '\n', ' ');
+        error = fmt::format("state database {} is corrupt (quick_check: {}); {}", path,
+                            verdict.substr(0, 200), fix_for(SQLITE_CORRUPT, path));
+        return nullptr;
+    }
+
+    if (!store->execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)", error)) {
+        return nullptr;
+    }
+    sqlite3_stmt* version_query = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &version_query, nullptr) !=
+        SQLITE_OK) {
+        error = store->describe_failure("read the schema version");
+        return nullptr;
+    }
+    rc = sqlite3_step(version_query);
+    std::int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(version_query, 0) : 0;
+    sqlite3_finalize(version_query);
+    if (rc != SQLITE_ROW) {
+        error = store->describe_failure("read the schema version");
+        return nullptr;
+    }
+    if (version > schema_version) {
+        error = fmt::format("state database {} has schema version {}, newer than the {} this tocsind "
+                            "supports; run the newer tocsind or move the file aside",
+                            path, version, schema_version);
+        return nullptr;
+    }
+    for (auto next = version; next < schema_version; ++next) {
+        std::string migrate = fmt::format("BEGIN IMMEDIATE; {} DELETE FROM schema_version; "
+                                          "INSERT INTO schema_version VALUES ({}); COMMIT;",
+                                          migrations[next], next + 1);
+        if (sqlite3_exec(db, migrate.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+            error = store->describe_failure(fmt::format("migrate the schema to version {}", next + 1).c_str());
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            return nullptr;
+        }
+    }
+
+    if (!store->prepare_statements(error)) {
+        return nullptr;
+    }
+    return store;
+}
+
+bool state_store::prepare_statements(std::string& error)
+{
+    struct statement_text {
+        sqlite3_stmt** target;
+        const char* sql;
+    };
+    const statement_text statements[] = {
+        {&upsert_,
+         "INSERT OR REPLACE INTO alerts (id, rule_name, rule_hash, series, state, severity, value, "
+         "active_at, fired_at, last_sample_at, no_data, tier_held_since, tier_released_at) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+        {&delete_, "DELETE FROM alerts WHERE id = ?"},
+        {&select_all_,
+         "SELECT id, rule_name, rule_hash, series, state, severity, value, active_at, fired_at, "
+         "last_sample_at, no_data, tier_held_since, tier_released_at FROM alerts ORDER BY id"},
+        {&set_meta_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"},
+        {&get_meta_, "SELECT value FROM meta WHERE key = ?"},
+    };
+    for (const auto& s : statements) {
+        if (sqlite3_prepare_v3(db_, s.sql, -1, SQLITE_PREPARE_PERSISTENT, s.target, nullptr) != SQLITE_OK) {
+            error = describe_failure("prepare a statement");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool state_store::upsert(const persisted_alert& alert, std::string& error)
+{
+    sqlite3_stmt* s = upsert_;
+    sqlite3_reset(s);
+    sqlite3_bind_int64(s, 1, to_signed(alert.id));
+    sqlite3_bind_text(s, 2, alert.rule_name.data(), static_cast<int>(alert.rule_name.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, to_signed(alert.rule_hash));
+    std::string series = labels_to_json(alert.series);
+    sqlite3_bind_text(s, 4, series.data(), static_cast<int>(series.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 5, state_name(alert.state), -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, to_string(alert.level), -1, SQLITE_STATIC);
+    if (std::isnan(alert.value)) {
+        sqlite3_bind_null(s, 7);
+    } else {
+        sqlite3_bind_double(s, 7, alert.value);
+    }
+    sqlite3_bind_int64(s, 8, alert.active_at);
+    sqlite3_bind_int64(s, 9, alert.fired_at);
+    sqlite3_bind_int64(s, 10, alert.last_sample_at);
+    sqlite3_bind_int(s, 11, alert.no_data ? 1 : 0);
+    std::string held_json = times_to_json(alert.tier_held_since);
+    sqlite3_bind_text(s, 12, held_json.data(), static_cast<int>(held_json.size()), SQLITE_TRANSIENT);
+    std::string released_json = times_to_json(alert.tier_released_at);
+    sqlite3_bind_text(s, 13, released_json.data(), static_cast<int>(released_json.size()), SQLITE_TRANSIENT);
+
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure(fmt::format("save alert {:016x} of rule {}", alert.id, alert.rule_name).c_str());
+        sqlite3_reset(s);
+        return false;
+    }
+    sqlite3_reset(s);
+    return true;
+}
+
+bool state_store::remove(std::uint64_t id, std::string& error)
+{
+    sqlite3_reset(delete_);
+    sqlite3_bind_int64(delete_, 1, to_signed(id));
+    int rc = sqlite3_step(delete_);
+    sqlite3_reset(delete_);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure(fmt::format("delete alert {:016x}", id).c_str());
+        return false;
+    }
+    return true;
+}
+
+bool state_store::commit_or_rollback(bool ok, std::string& error)
+{
+    if (ok && execute("COMMIT", error)) {
+        return true;
+    }
+    // The first error explains the failure, so a failing ROLLBACK must not overwrite it.
+    std::string ignored;
+    execute("ROLLBACK", ignored);
+    return false;
+}
+
+bool state_store::apply(const std::vector<alert_event>& events, std::string& error)
+{
+    if (events.empty()) {
+        return true;
+    }
+    if (!execute("BEGIN IMMEDIATE", error)) {
+        return false;
+    }
+    bool ok = true;
+    for (const alert_event& event : events) {
+        bool ends_alert = event.what == alert_event::kind::resolved || event.record.state == alert_state::inactive;
+        std::uint64_t id = event.record.id != 0 ? event.record.id : event.alert.id;
+        ok = ends_alert ? remove(id, error) : upsert(event.record, error);
+        if (!ok) {
+            break;
+        }
+    }
+    return commit_or_rollback(ok, error);
+}
+
+bool state_store::replace_all(const std::vector<persisted_alert>& alerts, std::string& error)
+{
+    if (!execute("BEGIN IMMEDIATE", error)) {
+        return false;
+    }
+    bool ok = execute("DELETE FROM alerts", error);
+    for (const persisted_alert& alert : alerts) {
+        if (!ok) {
+            break;
+        }
+        if (alert.state != alert_state::inactive) {
+            ok = upsert(alert, error);
+        }
+    }
+    return commit_or_rollback(ok, error);
+}
+
+std::optional<std::vector<persisted_alert>> state_store::load_alerts(std::string& error)
+{
+    sqlite3_stmt* s = select_all_;
+    sqlite3_reset(s);
+    std::vector<persisted_alert> alerts;
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        persisted_alert a;
+        a.id = to_unsigned(sqlite3_column_int64(s, 0));
+        a.rule_name = text_column(s, 1);
+        a.rule_hash = to_unsigned(sqlite3_column_int64(s, 2));
+        std::string series = text_column(s, 3);
+        std::string state = text_column(s, 4);
+        std::string level = text_column(s, 5);
+        a.value = sqlite3_column_type(s, 6) == SQLITE_NULL ? std::numeric_limits<double>::quiet_NaN()
+                                                           : sqlite3_column_double(s, 6);
+        a.active_at = sqlite3_column_int64(s, 7);
+        a.fired_at = sqlite3_column_int64(s, 8);
+        a.last_sample_at = sqlite3_column_int64(s, 9);
+        a.no_data = sqlite3_column_int(s, 10) != 0;
+        std::string held_json = text_column(s, 11);
+        std::string released_json = text_column(s, 12);
+
+        auto parsed_state = parse_state(state);
+        auto parsed_level = parse_severity(level);
+        const char* bad_column = nullptr;
+        if (!labels_from_json(series, a.series)) {
+            bad_column = "series";
+        } else if (!parsed_state) {
+            bad_column = "state";
+        } else if (!parsed_level) {
+            bad_column = "severity";
+        } else if (!times_from_json(held_json, a.tier_held_since)) {
+            bad_column = "tier_held_since";
+        } else if (!times_from_json(released_json, a.tier_released_at)) {
+            bad_column = "tier_released_at";
+        }
+        if (bad_column != nullptr) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: alert {:016x} of rule {} has an invalid {} column; "
+                                "{}",
+                                path_, a.id, a.rule_name, bad_column, fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        a.state = *parsed_state;
+        a.level = *parsed_level;
+        alerts.push_back(std::move(a));
+    }
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read alerts");
+        sqlite3_reset(s);
+        return std::nullopt;
+    }
+    sqlite3_reset(s);
+    return alerts;
+}
+
+bool state_store::set_meta(const std::string& key, const std::string& value, std::string& error)
+{
+    sqlite3_reset(set_meta_);
+    sqlite3_bind_text(set_meta_, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(set_meta_, 2, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(set_meta_);
+    sqlite3_reset(set_meta_);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure(fmt::format("set meta key {}", key).c_str());
+        return false;
+    }
+    return true;
+}
+
+std::optional<std::string> state_store::get_meta(const std::string& key, std::string& error)
+{
+    error.clear();
+    sqlite3_reset(get_meta_);
+    sqlite3_bind_text(get_meta_, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+    int rc = sqlite3_step(get_meta_);
+    std::optional<std::string> value;
+    if (rc == SQLITE_ROW) {
+        value = text_column(get_meta_, 0);
+    } else if (rc != SQLITE_DONE) {
+        error = describe_failure(fmt::format("read meta key {}", key).c_str());
+    }
+    sqlite3_reset(get_meta_);
+    return value;
+}
+
+} // namespace tocsin
