@@ -108,6 +108,7 @@ struct engine_stats {
     std::uint64_t series_limit_rejections = 0;
     std::uint64_t alert_limit_rejections = 0;
     std::size_t state_bytes = 0; // estimated bytes of engine state, label strings included
+    std::size_t label_bytes = 0; // the part of state_bytes taken by packed series label buffers
 };
 
 class engine {

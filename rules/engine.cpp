@@ -1,0 +1,1540 @@
+#include "rules/engine.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string_view>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "rules/window.hpp"
+
+namespace tocsin {
+
+const char* to_string(alert_state s)
+{
+    switch (s) {
+    case alert_state::inactive: return "inactive";
+    case alert_state::pending: return "pending";
+    case alert_state::firing: return "firing";
+    }
+    return "unknown";
+}
+
+const char* to_string(alert_event::kind k)
+{
+    switch (k) {
+    case alert_event::kind::pending: return "pending";
+    case alert_event::kind::firing: return "firing";
+    case alert_event::kind::severity_changed: return "severity_changed";
+    case alert_event::kind::updated: return "updated";
+    case alert_event::kind::resolved: return "resolved";
+    }
+    return "unknown";
+}
+
+bool is_stale_marker(double value)
+{
+    return std::bit_cast<std::uint64_t>(value) == 0x7ff0000000000002ULL;
+}
+
+namespace {
+
+// "No time" inside the engine. Sample time 0 is a valid timestamp, so 0 cannot mean "unset"
+// here. Persisted records still use 0 for "unset", as engine.hpp documents.
+constexpr time_ms no_time = std::numeric_limits<time_ms>::min();
+constexpr std::uint32_t npos = std::numeric_limits<std::uint32_t>::max();
+// Severities give at most four tiers per rule.
+constexpr std::size_t max_tiers = 4;
+// A series that no rule selects is remembered, so matchers are not rerun on every sample,
+// and forgotten after this much silence.
+constexpr time_ms unbound_series_idle_ms = 5 * 60 * 1000;
+// Bookkeeping bytes of one glibc malloc chunk, counted in the state estimate.
+constexpr std::size_t malloc_overhead = 16;
+constexpr const char* limit_alert_name = "TocsinRuleAlertLimitExceeded";
+
+enum class resolve_reason : std::uint8_t { none, recovered, missing_series, rule_changed, rule_removed };
+
+const char* reason_text(resolve_reason r)
+{
+    switch (r) {
+    case resolve_reason::none: return "";
+    case resolve_reason::recovered: return "recovered";
+    case resolve_reason::missing_series: return "missing_series";
+    case resolve_reason::rule_changed: return "rule_changed";
+    case resolve_reason::rule_removed: return "rule_removed";
+    }
+    return "";
+}
+
+// ---------------------------------------------------------------------------------------
+// Packed label sets: one heap buffer per series.
+// Layout: u32 total bytes, u32 label count, then per label u32 name length, u32 value length,
+// the name bytes and the value bytes. Lengths are read with memcpy, so there is no alignment.
+
+std::uint32_t read_u32(const char* p)
+{
+    std::uint32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+void write_u32(char* p, std::uint32_t v) { std::memcpy(p, &v, sizeof v); }
+
+std::unique_ptr<char[]> pack_labels(std::span<const label_view> labels)
+{
+    std::size_t size = 8;
+    for (const auto& l : labels) {
+        size += 8 + l.name.size() + l.value.size();
+    }
+    auto buffer = std::make_unique_for_overwrite<char[]>(size);
+    write_u32(buffer.get(), static_cast<std::uint32_t>(size));
+    write_u32(buffer.get() + 4, static_cast<std::uint32_t>(labels.size()));
+    char* out = buffer.get() + 8;
+    for (const auto& l : labels) {
+        write_u32(out, static_cast<std::uint32_t>(l.name.size()));
+        write_u32(out + 4, static_cast<std::uint32_t>(l.value.size()));
+        out += 8;
+        std::memcpy(out, l.name.data(), l.name.size());
+        out += l.name.size();
+        std::memcpy(out, l.value.data(), l.value.size());
+        out += l.value.size();
+    }
+    return buffer;
+}
+
+std::uint32_t packed_size(const char* packed) { return read_u32(packed); }
+
+template <class F>
+void for_each_label(const char* packed, F&& f)
+{
+    const std::uint32_t count = read_u32(packed + 4);
+    const char* p = packed + 8;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        const std::uint32_t name_size = read_u32(p);
+        const std::uint32_t value_size = read_u32(p + 4);
+        p += 8;
+        f(std::string_view(p, name_size), std::string_view(p + name_size, value_size));
+        p += name_size + value_size;
+    }
+}
+
+// Label names and values are short, so a byte loop beats a memcmp call for them.
+bool bytes_equal(const char* a, const char* b, std::size_t n)
+{
+    if (n > 32) {
+        return std::memcmp(a, b, n) == 0;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        if (a[i] != b[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool packed_equals(const char* packed, std::span<const label_view> labels)
+{
+    if (read_u32(packed + 4) != labels.size()) {
+        return false;
+    }
+    const char* p = packed + 8;
+    for (const auto& l : labels) {
+        const std::uint32_t name_size = read_u32(p);
+        const std::uint32_t value_size = read_u32(p + 4);
+        if (name_size != l.name.size() || value_size != l.value.size()) {
+            return false;
+        }
+        p += 8;
+        if (!bytes_equal(p, l.name.data(), name_size) || !bytes_equal(p + name_size, l.value.data(), value_size)) {
+            return false;
+        }
+        p += name_size + value_size;
+    }
+    return true;
+}
+
+std::string_view packed_get(const char* packed, std::string_view name)
+{
+    std::string_view found;
+    for_each_label(packed, [&](std::string_view n, std::string_view v) {
+        if (n == name) {
+            found = v;
+        }
+    });
+    return found;
+}
+
+label_set unpack_labels(const char* packed)
+{
+    std::vector<label> items;
+    items.reserve(read_u32(packed + 4));
+    for_each_label(packed, [&](std::string_view n, std::string_view v) {
+        items.push_back(label{std::string(n), std::string(v)});
+    });
+    return label_set(std::move(items));
+}
+
+std::string_view metric_name_of(std::span<const label_view> labels)
+{
+    for (const auto& l : labels) {
+        if (l.name == "__name__") {
+            return l.value;
+        }
+    }
+    return {};
+}
+
+// ---------------------------------------------------------------------------------------
+// Open-addressing map from a series fingerprint to the series index: linear probing over a
+// power-of-two table of 8-byte slots, at most 70% full, with backward-shift deletion (no
+// tombstones). A slot holds the series index and 32 bits of the fingerprint, so a probe
+// touches one cache line; the full fingerprint lives in the series entry and reaches the
+// index through `fingerprint_of_value` callbacks. Equal fingerprints of different label sets
+// (collisions) sit in the same probe run; find() tells them apart with the caller's check.
+class fingerprint_index {
+public:
+    // Returns the first value whose slot tag matches `fp` and for which `match(value)` is
+    // true, or npos.
+    template <class Match>
+    std::uint32_t find(std::uint64_t fp, Match&& match) const
+    {
+        if (slots_.empty()) {
+            return npos;
+        }
+        const auto tag = static_cast<std::uint32_t>(fp);
+        for (std::size_t i = home(fp);; i = (i + 1) & mask_) {
+            const slot& candidate = slots_[i];
+            if (candidate.value == npos) {
+                return npos;
+            }
+            if (candidate.tag == tag && match(candidate.value)) {
+                return candidate.value;
+            }
+        }
+    }
+
+    template <class FingerprintOf>
+    void insert(std::uint64_t fp, std::uint32_t value, FingerprintOf&& fingerprint_of_value)
+    {
+        if ((size_ + 1) * 10 > slots_.size() * 7) {
+            rehash(slots_.empty() ? 64 : slots_.size() * 2, fingerprint_of_value);
+        }
+        place(fp, value);
+        ++size_;
+    }
+
+    template <class FingerprintOf>
+    void erase(std::uint64_t fp, std::uint32_t value, FingerprintOf&& fingerprint_of_value)
+    {
+        std::size_t i = home(fp);
+        while (slots_[i].value != value) {
+            i = (i + 1) & mask_;
+        }
+        // Backward shift: move later entries of the run into the hole when their home slot
+        // allows it, so that no probe run is cut short.
+        for (std::size_t j = (i + 1) & mask_; slots_[j].value != npos; j = (j + 1) & mask_) {
+            const std::size_t h = home(fingerprint_of_value(slots_[j].value));
+            if (((j - h) & mask_) >= ((j - i) & mask_)) {
+                slots_[i] = slots_[j];
+                i = j;
+            }
+        }
+        slots_[i].value = npos;
+        --size_;
+    }
+
+    std::size_t bytes() const { return slots_.capacity() * sizeof(slot); }
+
+private:
+    struct slot {
+        std::uint32_t value = npos; // npos marks an empty slot
+        std::uint32_t tag = 0;      // low 32 bits of the fingerprint
+    };
+
+    std::size_t home(std::uint64_t fp) const
+    {
+        // Fibonacci hashing spreads the FNV bits over the table index.
+        return static_cast<std::size_t>((fp * 0x9E3779B97F4A7C15ULL) >> shift_);
+    }
+
+    void place(std::uint64_t fp, std::uint32_t value)
+    {
+        std::size_t i = home(fp);
+        while (slots_[i].value != npos) {
+            i = (i + 1) & mask_;
+        }
+        slots_[i] = slot{value, static_cast<std::uint32_t>(fp)};
+    }
+
+    template <class FingerprintOf>
+    void rehash(std::size_t capacity, FingerprintOf& fingerprint_of_value)
+    {
+        std::vector<slot> old(capacity);
+        old.swap(slots_);
+        mask_ = capacity - 1;
+        shift_ = 64 - std::countr_zero(capacity);
+        for (const slot& entry : old) {
+            if (entry.value != npos) {
+                place(fingerprint_of_value(entry.value), entry.value);
+            }
+        }
+    }
+
+    std::vector<slot> slots_;
+    std::size_t mask_ = 0;
+    int shift_ = 64;
+    std::size_t size_ = 0;
+};
+
+struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Grows a vector by a quarter instead of doubling, so that the slack counted in the state
+// estimate stays small for large series counts.
+template <class T>
+void reserve_one_more(std::vector<T>& v)
+{
+    if (v.size() == v.capacity()) {
+        v.reserve(v.capacity() + v.capacity() / 4 + 64);
+    }
+}
+
+void adjust(std::size_t& counter, int sign)
+{
+    counter = sign > 0 ? counter + 1 : counter - 1;
+}
+
+bool is_numeric(double value, const rule& r)
+{
+    return !std::isnan(value) && (std::isfinite(value) || r.fire_on_infinity);
+}
+
+bool selects(const rule& r, const char* packed)
+{
+    if (packed_get(packed, "__name__") != r.metric) {
+        return false;
+    }
+    for (const auto& m : r.matchers) {
+        if (!m.matches(packed_get(packed, m.name()))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::uint64_t alert_id(const std::string& rule_name, const label_set& series, bool no_data)
+{
+    // The rule name enters as a label with an empty name: no real label has one, and it sorts
+    // first, so the hash input stays in fingerprint_of's sorted form.
+    std::vector<label_view> views;
+    views.reserve(series.size() + 2);
+    views.push_back(label_view{"", rule_name});
+    if (no_data) {
+        views.push_back(label_view{"", "nodata"});
+    }
+    for (const auto& l : series.items()) {
+        views.push_back(label_view{l.name, l.value});
+    }
+    return fingerprint_of(views);
+}
+
+label_set alert_labels(const rule& r, const label_set& series, severity level, double value, bool no_data)
+{
+    const label_set base = series.without("__name__");
+    std::vector<label> items = base.items();
+    for (const auto& [name, text] : r.labels) {
+        items.push_back(label{name, text.render(base, value)});
+    }
+    // label_set keeps the last of equal names, so these override series and rule labels.
+    items.push_back(label{"alertname", r.name});
+    items.push_back(label{"severity", to_string(level)});
+    if (no_data) {
+        items.push_back(label{"nodata", "true"});
+    }
+    return label_set(std::move(items));
+}
+
+struct tier_timer {
+    time_ms held_since = no_time;  // kept after release, so a re-hold within keep_firing_for continues
+    time_ms released_at = no_time; // set when a satisfied tier was released; keep_firing_for counts from here
+};
+
+// The state of one rule on one series: its alert, its tier timers and its window.
+struct binding {
+    std::uint32_t rule = 0;    // index into impl::slots_
+    std::uint32_t next = npos; // next binding of the same series
+    alert_state state = alert_state::inactive;
+    // The state and level last sent in an event. They lag behind while the rule is over its
+    // alert limit, and catch up when the limit clears.
+    alert_state announced = alert_state::inactive;
+    severity level = severity::warning;
+    severity announced_level = severity::warning;
+    std::uint8_t held = 0; // bit i: tier i is held
+    resolve_reason reason = resolve_reason::none;
+    double value = 0;
+    time_ms active_at = 0;
+    time_ms fired_at = 0;
+    time_ms last_sample_at = 0;
+    time_ms forced_missing_at = no_time; // stale marker or non-numeric value under on_non_numeric=no_data
+    time_ms no_data_since = no_time;     // the no-data alert is active since (clock time)
+    tier_timer tiers[max_tiers];
+    std::unique_ptr<sample_window> window; // only for rules with a range transform
+};
+
+struct series_entry {
+    std::uint64_t fp = 0;
+    std::unique_ptr<char[]> labels; // packed, see pack_labels
+    std::uint32_t first_binding = npos;
+    bool live = false;
+    bool stale = false;
+    time_ms last_ts = no_time;  // sample time of the last sample
+    time_ms last_arrival = 0;   // clock time of the last sample
+};
+
+struct rule_slot {
+    std::shared_ptr<const rule> def;
+    std::size_t series = 0;
+    std::size_t pending = 0;
+    std::size_t firing = 0;
+    std::size_t no_data = 0;
+    bool limit_exceeded = false;
+    time_ms limit_since = 0;
+};
+
+} // namespace
+
+struct engine::impl {
+    impl(std::shared_ptr<const rule_set> rules, engine_limits limits, const clock& clock)
+        : limits_(limits), clock_(clock)
+    {
+        install_rules(rules ? std::move(rules) : std::make_shared<const rule_set>());
+    }
+
+    // -- rules --------------------------------------------------------------------------
+
+    void install_rules(std::shared_ptr<const rule_set> rules)
+    {
+        rules_ = std::move(rules);
+        slots_.clear();
+        by_metric_.clear();
+        slots_.reserve(rules_->rules.size());
+        for (const auto& r : rules_->rules) {
+            const auto index = static_cast<std::uint32_t>(slots_.size());
+            slots_.push_back(rule_slot{r});
+            by_metric_[r->metric].push_back(index);
+        }
+    }
+
+    const std::vector<std::uint32_t>* rules_for_metric(std::string_view metric) const
+    {
+        auto it = by_metric_.find(metric);
+        return it == by_metric_.end() ? nullptr : &it->second;
+    }
+
+    // -- series and bindings ------------------------------------------------------------
+
+    std::uint32_t find_series(std::uint64_t fp, std::span<const label_view> labels) const
+    {
+        return index_.find(fp, [&](std::uint32_t s) {
+            return series_[s].fp == fp && packed_equals(series_[s].labels.get(), labels);
+        });
+    }
+
+    std::uint32_t create_series(std::uint64_t fp, std::span<const label_view> labels, time_ms now)
+    {
+        std::uint32_t s;
+        if (!free_series_.empty()) {
+            s = free_series_.back();
+            free_series_.pop_back();
+        } else {
+            reserve_one_more(series_);
+            s = static_cast<std::uint32_t>(series_.size());
+            series_.emplace_back();
+        }
+        series_entry& entry = series_[s];
+        entry.fp = fp;
+        entry.labels = pack_labels(labels);
+        entry.first_binding = npos;
+        entry.live = true;
+        entry.stale = false;
+        entry.last_ts = no_time;
+        entry.last_arrival = now;
+        label_bytes_ += packed_size(entry.labels.get());
+        index_.insert(fp, s, [this](std::uint32_t i) { return series_[i].fp; });
+        ++live_series_;
+        return s;
+    }
+
+    std::uint32_t new_binding(std::uint32_t rule_index)
+    {
+        std::uint32_t b;
+        if (!free_bindings_.empty()) {
+            b = free_bindings_.back();
+            free_bindings_.pop_back();
+            bindings_[b] = binding{};
+        } else {
+            reserve_one_more(bindings_);
+            b = static_cast<std::uint32_t>(bindings_.size());
+            bindings_.emplace_back();
+        }
+        bindings_[b].rule = rule_index;
+        return b;
+    }
+
+    void free_binding(std::uint32_t b)
+    {
+        binding& entry = bindings_[b];
+        if (entry.window) {
+            window_bytes_ -= entry.window->capacity_bytes() + sizeof(sample_window) + malloc_overhead;
+            entry.window.reset();
+        }
+        entry.next = npos;
+        free_bindings_.push_back(b);
+    }
+
+    // Binds series `s` to every rule of `candidates` that selects it, in rule order.
+    void bind_series(std::uint32_t s, const std::vector<std::uint32_t>& candidates)
+    {
+        std::uint32_t tail = npos;
+        for (std::uint32_t r : candidates) {
+            if (!selects(*slots_[r].def, series_[s].labels.get())) {
+                continue;
+            }
+            const std::uint32_t b = new_binding(r);
+            if (tail == npos) {
+                series_[s].first_binding = b;
+            } else {
+                bindings_[tail].next = b;
+            }
+            tail = b;
+            ++slots_[r].series;
+        }
+    }
+
+    // Forgets a series. Its bindings must hold no alert any more.
+    void remove_series(std::uint32_t s)
+    {
+        series_entry& entry = series_[s];
+        for (std::uint32_t b = entry.first_binding; b != npos;) {
+            const std::uint32_t next = bindings_[b].next;
+            adjust(slots_[bindings_[b].rule].series, -1);
+            free_binding(b);
+            b = next;
+        }
+        index_.erase(entry.fp, s, [this](std::uint32_t i) { return series_[i].fp; });
+        label_bytes_ -= packed_size(entry.labels.get());
+        entry.labels.reset();
+        entry.first_binding = npos;
+        entry.live = false;
+        free_series_.push_back(s);
+        --live_series_;
+    }
+
+    // -- counters -----------------------------------------------------------------------
+
+    void account(const binding& b, int sign)
+    {
+        rule_slot& slot = slots_[b.rule];
+        if (b.state == alert_state::pending) {
+            adjust(slot.pending, sign);
+            adjust(pending_total_, sign);
+        } else if (b.state == alert_state::firing) {
+            adjust(slot.firing, sign);
+            adjust(firing_total_, sign);
+            adjust(firing_by_severity_[static_cast<int>(b.level)], sign);
+        }
+    }
+
+    void account_no_data(const binding& b, int sign)
+    {
+        rule_slot& slot = slots_[b.rule];
+        adjust(slot.no_data, sign);
+        adjust(no_data_total_, sign);
+        adjust(firing_by_severity_[static_cast<int>(slot.def->no_data.alert_severity)], sign);
+    }
+
+    std::size_t active_total() const { return pending_total_ + firing_total_ + no_data_total_; }
+
+    void recount()
+    {
+        pending_total_ = firing_total_ = no_data_total_ = 0;
+        std::fill(std::begin(firing_by_severity_), std::end(firing_by_severity_), 0);
+        for (auto& slot : slots_) {
+            slot.series = slot.pending = slot.firing = slot.no_data = 0;
+        }
+        for (const auto& entry : series_) {
+            if (!entry.live) {
+                continue;
+            }
+            for (std::uint32_t b = entry.first_binding; b != npos; b = bindings_[b].next) {
+                ++slots_[bindings_[b].rule].series;
+                account(bindings_[b], +1);
+                if (bindings_[b].no_data_since != no_time) {
+                    account_no_data(bindings_[b], +1);
+                }
+            }
+        }
+    }
+
+    // -- events -------------------------------------------------------------------------
+
+    alert_event make_event(alert_event::kind what, const binding& b, const rule& r, const label_set& series,
+                           resolve_reason reason, time_ms at) const
+    {
+        alert_event event;
+        event.what = what;
+        alert_snapshot& snap = event.alert;
+        snap.id = alert_id(r.name, series, false);
+        snap.rule_name = r.name;
+        snap.labels = alert_labels(r, series, b.level, b.value, false);
+        for (const auto& [name, text] : r.annotations) {
+            snap.annotations.emplace_back(name, text.render(snap.labels, b.value));
+        }
+        snap.state = b.state;
+        snap.level = b.level;
+        snap.value = b.value;
+        snap.active_at = b.active_at;
+        snap.fired_at = b.state == alert_state::pending ? 0 : b.fired_at;
+        snap.last_sample_at = b.last_sample_at;
+        if (what == alert_event::kind::resolved) {
+            snap.state = alert_state::inactive;
+            snap.resolved_at = at;
+            snap.reason = reason_text(reason);
+        }
+        event.record = make_record(b, r, series);
+        event.record.state = snap.state;
+        return event;
+    }
+
+    persisted_alert make_record(const binding& b, const rule& r, const label_set& series) const
+    {
+        persisted_alert rec;
+        rec.id = alert_id(r.name, series, false);
+        rec.rule_name = r.name;
+        rec.rule_hash = r.definition_hash;
+        rec.series = series;
+        rec.state = b.state;
+        rec.level = b.level;
+        rec.value = b.value;
+        rec.active_at = b.active_at;
+        rec.fired_at = b.state == alert_state::firing ? b.fired_at : 0;
+        rec.last_sample_at = b.last_sample_at;
+        const std::size_t n = std::min(r.tiers.size(), max_tiers);
+        rec.tier_held_since.assign(r.tiers.size(), 0);
+        rec.tier_released_at.assign(r.tiers.size(), 0);
+        for (std::size_t i = 0; i < n; ++i) {
+            if ((b.held & (1u << i)) != 0) {
+                rec.tier_held_since[i] = b.tiers[i].held_since;
+            }
+            if (b.tiers[i].released_at != no_time) {
+                rec.tier_released_at[i] = b.tiers[i].released_at;
+            }
+        }
+        return rec;
+    }
+
+    alert_snapshot no_data_snapshot(const binding& b, const rule& r, const label_set& series) const
+    {
+        alert_snapshot snap;
+        snap.id = alert_id(r.name, series, true);
+        snap.rule_name = r.name;
+        snap.labels = alert_labels(r, series, r.no_data.alert_severity, b.value, true);
+        snap.annotations.emplace_back(
+            "summary", fmt::format("no samples for {} on {}", r.name, series.without("__name__").to_string()));
+        snap.state = alert_state::firing;
+        snap.level = r.no_data.alert_severity;
+        snap.value = b.value;
+        snap.active_at = b.no_data_since;
+        snap.fired_at = b.no_data_since;
+        snap.last_sample_at = b.last_sample_at;
+        snap.no_data = true;
+        return snap;
+    }
+
+    persisted_alert no_data_record(const binding& b, const rule& r, const label_set& series) const
+    {
+        persisted_alert rec;
+        rec.id = alert_id(r.name, series, true);
+        rec.rule_name = r.name;
+        rec.rule_hash = r.definition_hash;
+        rec.series = series;
+        rec.state = alert_state::firing;
+        rec.level = r.no_data.alert_severity;
+        rec.value = b.value;
+        rec.active_at = b.no_data_since;
+        rec.fired_at = b.no_data_since;
+        rec.last_sample_at = b.last_sample_at;
+        rec.no_data = true;
+        rec.tier_held_since.assign(r.tiers.size(), 0);
+        rec.tier_released_at.assign(r.tiers.size(), 0);
+        return rec;
+    }
+
+    void push_no_data_event(alert_event::kind what, const binding& b, const rule& r, const label_set& series,
+                            time_ms at)
+    {
+        alert_event event;
+        event.what = what;
+        event.alert = no_data_snapshot(b, r, series);
+        event.record = no_data_record(b, r, series);
+        if (what == alert_event::kind::resolved) {
+            event.alert.state = alert_state::inactive;
+            event.alert.resolved_at = at;
+            event.alert.reason = reason_text(resolve_reason::recovered);
+            event.record.state = alert_state::inactive;
+        }
+        events_.push_back(std::move(event));
+    }
+
+    // Sends the binding's current state as an event, unless its rule is over its alert limit
+    // (then the alert stays tracked, and reconcile() sends what is still relevant later).
+    void publish(std::uint32_t b, std::uint32_t s, alert_event::kind what, resolve_reason reason, time_ms at)
+    {
+        binding& entry = bindings_[b];
+        const rule_slot& slot = slots_[entry.rule];
+        if (slot.limit_exceeded) {
+            return;
+        }
+        if (what == alert_event::kind::resolved && entry.announced == alert_state::inactive) {
+            return;
+        }
+        const label_set series = unpack_labels(series_[s].labels.get());
+        events_.push_back(make_event(what, entry, *slot.def, series, reason, at));
+        entry.announced = entry.state;
+        entry.announced_level = entry.level;
+    }
+
+    alert_snapshot limit_snapshot(const rule_slot& slot) const
+    {
+        alert_snapshot snap;
+        snap.labels = label_set{{"alertname", limit_alert_name}, {"rule", slot.def->name}, {"severity", "critical"}};
+        snap.id = snap.labels.fingerprint();
+        snap.rule_name = limit_alert_name;
+        const std::size_t count = slot.pending + slot.firing;
+        snap.annotations.emplace_back(
+            "summary", fmt::format("alert limit exceeded ({} > {})", count, limits_.per_rule_max_alerts));
+        snap.annotations.emplace_back(
+            "description",
+            fmt::format("rule {} has {} pending and firing alerts, more than per_rule_max_alerts; its alerts are "
+                        "held back until the count falls to the limit",
+                        slot.def->name, count));
+        snap.state = alert_state::firing;
+        snap.level = severity::critical;
+        snap.value = static_cast<double>(count);
+        snap.active_at = slot.limit_since;
+        snap.fired_at = slot.limit_since;
+        snap.last_sample_at = slot.limit_since;
+        return snap;
+    }
+
+    void push_limit_event(const rule_slot& slot, bool firing, time_ms now)
+    {
+        alert_event event;
+        event.what = firing ? alert_event::kind::firing : alert_event::kind::resolved;
+        event.alert = limit_snapshot(slot);
+        if (!firing) {
+            event.alert.state = alert_state::inactive;
+            event.alert.resolved_at = now;
+            event.alert.reason = reason_text(resolve_reason::recovered);
+        }
+        persisted_alert& rec = event.record;
+        rec.id = event.alert.id;
+        rec.rule_name = limit_alert_name;
+        rec.series = event.alert.labels;
+        rec.state = event.alert.state;
+        rec.level = severity::critical;
+        rec.value = event.alert.value;
+        rec.active_at = slot.limit_since;
+        rec.fired_at = slot.limit_since;
+        events_.push_back(std::move(event));
+    }
+
+    // Marks or clears the rule's alert limit after its count changed. While the limit is
+    // exceeded, the rule's alerts send no events; tick() sends what they missed afterwards.
+    void check_rule_limit(std::uint32_t r)
+    {
+        rule_slot& slot = slots_[r];
+        const std::size_t count = slot.pending + slot.firing;
+        if (!slot.limit_exceeded && count > limits_.per_rule_max_alerts) {
+            slot.limit_exceeded = true;
+            slot.limit_since = clock_.now_ms();
+            push_limit_event(slot, true, slot.limit_since);
+        } else if (slot.limit_exceeded && count <= limits_.per_rule_max_alerts) {
+            push_limit_event(slot, false, clock_.now_ms());
+            slot.limit_exceeded = false;
+        }
+    }
+
+    // Sends the event a binding missed while its rule was over the alert limit. An alert
+    // that started and ended while held back sends nothing, so a rule that falls back under
+    // its limit does not page for every alert it held back.
+    void reconcile(std::uint32_t b, std::uint32_t s, time_ms now)
+    {
+        const binding& entry = bindings_[b];
+        if (slots_[entry.rule].limit_exceeded) {
+            return;
+        }
+        if (entry.announced != entry.state) {
+            publish(b, s, transition_kind(entry.state), entry.reason, now);
+        } else if (entry.state != alert_state::inactive && entry.level != entry.announced_level) {
+            publish(b, s,
+                    entry.state == alert_state::firing ? alert_event::kind::severity_changed
+                                                        : alert_event::kind::updated,
+                    entry.reason, now);
+        }
+    }
+
+    static alert_event::kind transition_kind(alert_state to)
+    {
+        switch (to) {
+        case alert_state::inactive: return alert_event::kind::resolved;
+        case alert_state::pending: return alert_event::kind::pending;
+        case alert_state::firing: return alert_event::kind::firing;
+        }
+        return alert_event::kind::updated;
+    }
+
+    void after_change(std::uint32_t b, std::uint32_t s, alert_event::kind what, resolve_reason reason, time_ms at)
+    {
+        check_rule_limit(bindings_[b].rule);
+        publish(b, s, what, reason, at);
+    }
+
+    // -- evaluation ---------------------------------------------------------------------
+
+    ingest_status ingest(std::span<const label_view> labels, time_ms ts, double value)
+    {
+        const std::uint64_t fp = fingerprint_of(labels);
+        std::uint32_t s = find_series(fp, labels);
+        const bool stale = is_stale_marker(value);
+        const time_ms now = clock_.now_ms();
+
+        if (s == npos) {
+            if (stale) {
+                return ingest_status::stale_marker;
+            }
+            const auto* candidates = rules_for_metric(metric_name_of(labels));
+            if (candidates == nullptr) {
+                // No rule reads this metric, so there is nothing to evaluate or remember.
+                return ingest_status::accepted;
+            }
+            if (live_series_ >= limits_.max_series) {
+                ++series_limit_rejections_;
+                return ingest_status::series_limit;
+            }
+            s = create_series(fp, labels, now);
+            bind_series(s, *candidates);
+        } else if (ts == series_[s].last_ts) {
+            ++duplicate_samples_;
+            return ingest_status::duplicate;
+        } else if (ts < series_[s].last_ts) {
+            ++out_of_order_samples_;
+            return ingest_status::out_of_order;
+        }
+
+        series_entry& entry = series_[s];
+        entry.last_ts = ts;
+        if (stale) {
+            entry.stale = true;
+            for (std::uint32_t b = entry.first_binding; b != npos; b = bindings_[b].next) {
+                if (bindings_[b].forced_missing_at == no_time) {
+                    bindings_[b].forced_missing_at = now;
+                }
+            }
+            return ingest_status::stale_marker;
+        }
+        entry.stale = false;
+        entry.last_arrival = now;
+        ++samples_evaluated_;
+
+        bool non_numeric = false;
+        for (std::uint32_t b = entry.first_binding; b != npos; b = bindings_[b].next) {
+            evaluate_sample(b, s, ts, value, now, non_numeric);
+        }
+        if (non_numeric) {
+            ++non_numeric_samples_;
+        }
+        return ingest_status::accepted;
+    }
+
+    void evaluate_sample(std::uint32_t b, std::uint32_t s, time_ms t, double raw, time_ms now, bool& non_numeric)
+    {
+        binding& entry = bindings_[b];
+        const rule& r = *slots_[entry.rule].def;
+        if (!is_numeric(raw, r)) {
+            non_numeric = true;
+            mark_non_numeric(entry, r, now);
+            return;
+        }
+        // A numeric sample: the series is back.
+        entry.forced_missing_at = no_time;
+        if (entry.no_data_since != no_time) {
+            resolve_no_data(b, s, now);
+        }
+
+        double value = raw;
+        if (r.xform.kind != transform_kind::none) {
+            if (!entry.window) {
+                entry.window = std::make_unique<sample_window>();
+                window_bytes_ += sizeof(sample_window) + malloc_overhead;
+            }
+            const std::size_t before = entry.window->capacity_bytes();
+            entry.window->push(t, raw, r.xform.window);
+            window_bytes_ += entry.window->capacity_bytes() - before;
+            const auto result = evaluate_window(*entry.window, r.xform, t, scratch_);
+            if (!result) {
+                return; // too few samples: no data point, timers untouched
+            }
+            if (!is_numeric(*result, r)) {
+                non_numeric = true;
+                mark_non_numeric(entry, r, now);
+                return;
+            }
+            value = *result;
+        }
+        apply_value(b, s, t, value);
+    }
+
+    static void mark_non_numeric(binding& entry, const rule& r, time_ms now)
+    {
+        // Never fires and never resets timers; under no_data the series counts as missing.
+        if (r.on_non_numeric == non_numeric_action::no_data && entry.forced_missing_at == no_time) {
+            entry.forced_missing_at = now;
+        }
+    }
+
+    void apply_value(std::uint32_t b, std::uint32_t s, time_ms t, double v)
+    {
+        binding& entry = bindings_[b];
+        const rule& r = *slots_[entry.rule].def;
+        const std::size_t tier_count = std::min(r.tiers.size(), max_tiers);
+        entry.value = v;
+        entry.last_sample_at = t;
+
+        const alert_state old_state = entry.state;
+        const severity old_level = entry.level;
+        const std::uint8_t old_held = entry.held;
+        const std::uint8_t old_released = released_mask(entry, tier_count);
+        tier_timer saved[max_tiers];
+        if (old_state == alert_state::inactive) {
+            std::copy(std::begin(entry.tiers), std::end(entry.tiers), std::begin(saved));
+        }
+
+        update_tiers(entry, r, tier_count, t, v);
+
+        int top_satisfied = -1;
+        int top_held = -1;
+        for (std::size_t i = 0; i < tier_count; ++i) {
+            const tier& tr = r.tiers[i];
+            const tier_timer& timer = entry.tiers[i];
+            const bool held = (entry.held & (1u << i)) != 0;
+            if (held) {
+                top_held = static_cast<int>(i);
+            }
+            const bool satisfied = held ? t - timer.held_since >= tr.for_duration.count()
+                                        : timer.released_at != no_time &&
+                                              t < timer.released_at + tr.keep_firing_for.count();
+            if (satisfied) {
+                top_satisfied = static_cast<int>(i);
+            }
+        }
+        alert_state new_state = alert_state::inactive;
+        severity new_level = old_level;
+        if (top_satisfied >= 0) {
+            new_state = alert_state::firing;
+            new_level = r.tiers[static_cast<std::size_t>(top_satisfied)].level;
+        } else if (top_held >= 0) {
+            new_state = alert_state::pending;
+            new_level = r.tiers[static_cast<std::size_t>(top_held)].level;
+        }
+
+        if (old_state == alert_state::inactive && new_state != alert_state::inactive &&
+            active_total() >= limits_.max_active_alerts) {
+            // No room for a new alert: undo the tier changes so no timer starts.
+            entry.held = old_held;
+            std::copy(std::begin(saved), std::end(saved), std::begin(entry.tiers));
+            ++alert_limit_rejections_;
+            return;
+        }
+
+        const bool timers_changed = entry.held != old_held || released_mask(entry, tier_count) != old_released;
+        if (new_state == old_state && new_level == old_level) {
+            if (timers_changed && new_state != alert_state::inactive) {
+                after_change(b, s, alert_event::kind::updated, resolve_reason::none, t);
+            }
+            return;
+        }
+
+        account(entry, -1);
+        entry.state = new_state;
+        entry.level = new_level;
+        account(entry, +1);
+
+        if (new_state == old_state) {
+            after_change(b, s,
+                         new_state == alert_state::firing ? alert_event::kind::severity_changed
+                                                          : alert_event::kind::updated,
+                         resolve_reason::none, t);
+            return;
+        }
+        if (old_state == alert_state::inactive) {
+            entry.active_at = t;
+            entry.reason = resolve_reason::none;
+        }
+        if (new_state == alert_state::firing) {
+            entry.fired_at = t;
+        } else if (new_state == alert_state::pending) {
+            entry.fired_at = 0;
+        } else {
+            entry.reason = resolve_reason::recovered;
+        }
+        after_change(b, s, transition_kind(new_state), entry.reason, t);
+    }
+
+    static std::uint8_t released_mask(const binding& entry, std::size_t tier_count)
+    {
+        std::uint8_t mask = 0;
+        for (std::size_t i = 0; i < tier_count; ++i) {
+            if (entry.tiers[i].released_at != no_time) {
+                mask |= static_cast<std::uint8_t>(1u << i);
+            }
+        }
+        return mask;
+    }
+
+    static void update_tiers(binding& entry, const rule& r, std::size_t tier_count, time_ms t, double v)
+    {
+        for (std::size_t i = 0; i < tier_count; ++i) {
+            const tier& tr = r.tiers[i];
+            tier_timer& timer = entry.tiers[i];
+            const auto bit = static_cast<std::uint8_t>(1u << i);
+            if ((entry.held & bit) != 0) {
+                const bool release = tr.recover ? tr.recover->holds(v) : !tr.when.holds(v);
+                if (release) {
+                    entry.held &= static_cast<std::uint8_t>(~bit);
+                    const bool was_satisfied = t - timer.held_since >= tr.for_duration.count();
+                    if (was_satisfied && tr.keep_firing_for.count() > 0) {
+                        timer.released_at = t;
+                    }
+                }
+                continue;
+            }
+            if (timer.released_at != no_time && t >= timer.released_at + tr.keep_firing_for.count()) {
+                timer.released_at = no_time;
+            }
+            if (!tr.when.holds(v)) {
+                continue;
+            }
+            entry.held |= bit;
+            if (timer.released_at != no_time) {
+                // Held again within keep_firing_for: the tier never stopped firing, so the
+                // earlier hold continues. A restored record has no earlier start; then the
+                // hold counts as satisfied from now.
+                if (timer.held_since == no_time) {
+                    timer.held_since = t - tr.for_duration.count();
+                }
+                timer.released_at = no_time;
+            } else {
+                timer.held_since = t;
+            }
+        }
+    }
+
+    // Resolves the binding's alert (not its no-data alert) and clears its timers.
+    void resolve_binding(std::uint32_t b, std::uint32_t s, resolve_reason reason, time_ms at)
+    {
+        binding& entry = bindings_[b];
+        if (entry.state == alert_state::inactive) {
+            return;
+        }
+        account(entry, -1);
+        entry.state = alert_state::inactive;
+        entry.held = 0;
+        for (auto& timer : entry.tiers) {
+            timer = tier_timer{};
+        }
+        entry.reason = reason;
+        after_change(b, s, alert_event::kind::resolved, reason, at);
+    }
+
+    void raise_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
+    {
+        if (active_total() >= limits_.max_active_alerts) {
+            ++alert_limit_rejections_;
+            return;
+        }
+        binding& entry = bindings_[b];
+        entry.no_data_since = now;
+        account_no_data(entry, +1);
+        const rule& r = *slots_[entry.rule].def;
+        push_no_data_event(alert_event::kind::firing, entry, r, unpack_labels(series_[s].labels.get()), now);
+    }
+
+    void resolve_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
+    {
+        binding& entry = bindings_[b];
+        const rule& r = *slots_[entry.rule].def;
+        push_no_data_event(alert_event::kind::resolved, entry, r, unpack_labels(series_[s].labels.get()), now);
+        account_no_data(entry, -1);
+        entry.no_data_since = no_time;
+    }
+
+    // -- no data ------------------------------------------------------------------------
+
+    void tick()
+    {
+        const time_ms now = clock_.now_ms();
+        for (std::uint32_t s = 0; s < series_.size(); ++s) {
+            if (!series_[s].live) {
+                continue;
+            }
+            bool removable = true;
+            if (series_[s].first_binding == npos) {
+                removable = series_[s].stale || now - series_[s].last_arrival >= unbound_series_idle_ms;
+            }
+            for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+                reconcile(b, s, now);
+                if (!apply_no_data(b, s, now)) {
+                    removable = false;
+                }
+            }
+            if (removable) {
+                remove_series(s);
+            }
+        }
+    }
+
+    // Applies the no-data policy to one binding. Returns true when the binding is missing and
+    // holds no alert, so the series can be forgotten.
+    bool apply_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
+    {
+        binding& entry = bindings_[b];
+        const no_data_policy& policy = slots_[entry.rule].def->no_data;
+        time_ms missing_since = entry.forced_missing_at;
+        if (missing_since == no_time) {
+            const time_ms deadline = series_[s].last_arrival + policy.timeout.count();
+            if (now < deadline) {
+                return false;
+            }
+            missing_since = deadline;
+        }
+        switch (policy.action) {
+        case no_data_action::resolve:
+            resolve_binding(b, s, resolve_reason::missing_series, now);
+            break;
+        case no_data_action::keep_state:
+            if (policy.resolve_after.count() > 0 && now - missing_since >= policy.resolve_after.count()) {
+                resolve_binding(b, s, resolve_reason::missing_series, now);
+            }
+            break;
+        case no_data_action::alert:
+            resolve_binding(b, s, resolve_reason::missing_series, now);
+            if (entry.no_data_since == no_time) {
+                raise_no_data(b, s, now);
+            }
+            break;
+        }
+        return entry.state == alert_state::inactive && entry.no_data_since == no_time;
+    }
+
+    // -- reload and restore -------------------------------------------------------------
+
+    std::uint32_t find_slot(const std::string& name, std::uint64_t hash) const
+    {
+        for (std::uint32_t r = 0; r < slots_.size(); ++r) {
+            if (slots_[r].def->name == name && slots_[r].def->definition_hash == hash) {
+                return r;
+            }
+        }
+        return npos;
+    }
+
+    void replace_rules(std::shared_ptr<const rule_set> rules)
+    {
+        std::vector<rule_slot> old_slots = std::move(slots_);
+        install_rules(rules ? std::move(rules) : std::make_shared<const rule_set>());
+        std::unordered_map<std::string_view, std::uint32_t> new_by_name;
+        for (std::uint32_t r = 0; r < slots_.size(); ++r) {
+            new_by_name.emplace(slots_[r].def->name, r);
+        }
+        // Old rule index -> new rule index for unchanged rules (same name and hash).
+        std::vector<std::uint32_t> kept(old_slots.size(), npos);
+        for (std::uint32_t r = 0; r < old_slots.size(); ++r) {
+            kept[r] = find_slot(old_slots[r].def->name, old_slots[r].def->definition_hash);
+            if (kept[r] != npos && old_slots[r].limit_exceeded) {
+                slots_[kept[r]].limit_exceeded = true;
+                slots_[kept[r]].limit_since = old_slots[r].limit_since;
+            }
+        }
+        const time_ms now = clock_.now_ms();
+
+        std::vector<std::uint32_t> old_chain;
+        for (std::uint32_t s = 0; s < series_.size(); ++s) {
+            if (!series_[s].live) {
+                continue;
+            }
+            old_chain.clear();
+            for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+                old_chain.push_back(b);
+            }
+            series_[s].first_binding = npos;
+            const char* packed = series_[s].labels.get();
+            const auto* candidates = rules_for_metric(packed_get(packed, "__name__"));
+            std::uint32_t tail = npos;
+            if (candidates != nullptr) {
+                for (std::uint32_t r : *candidates) {
+                    if (!selects(*slots_[r].def, packed)) {
+                        continue;
+                    }
+                    std::uint32_t b = npos;
+                    for (auto& old : old_chain) {
+                        if (old != npos && kept[bindings_[old].rule] == r) {
+                            b = old;
+                            old = npos;
+                            break;
+                        }
+                    }
+                    if (b == npos) {
+                        b = new_binding(r);
+                    }
+                    bindings_[b].rule = r;
+                    bindings_[b].next = npos;
+                    if (tail == npos) {
+                        series_[s].first_binding = b;
+                    } else {
+                        bindings_[tail].next = b;
+                    }
+                    tail = b;
+                }
+            }
+            for (std::uint32_t old : old_chain) {
+                if (old == npos) {
+                    continue;
+                }
+                const rule& old_rule = *old_slots[bindings_[old].rule].def;
+                const resolve_reason reason = new_by_name.contains(old_rule.name) ? resolve_reason::rule_changed
+                                                                                  : resolve_reason::rule_removed;
+                retire_binding(old, s, old_rule, reason, now);
+                free_binding(old);
+            }
+            if (series_[s].first_binding == npos && candidates == nullptr) {
+                remove_series(s);
+            }
+        }
+        recount();
+
+        for (std::uint32_t r = 0; r < old_slots.size(); ++r) {
+            if (old_slots[r].limit_exceeded && kept[r] == npos) {
+                push_limit_event(old_slots[r], false, now);
+            }
+        }
+        for (std::uint32_t r = 0; r < slots_.size(); ++r) {
+            check_rule_limit(r);
+        }
+    }
+
+    // Sends the resolved events of a binding whose rule changed or went away.
+    void retire_binding(std::uint32_t b, std::uint32_t s, const rule& old_rule, resolve_reason reason, time_ms now)
+    {
+        binding& entry = bindings_[b];
+        const label_set series = unpack_labels(series_[s].labels.get());
+        if (entry.announced != alert_state::inactive) {
+            entry.state = entry.announced;
+            entry.level = entry.announced_level;
+            events_.push_back(make_event(alert_event::kind::resolved, entry, old_rule, series, reason, now));
+        }
+        if (entry.no_data_since != no_time) {
+            alert_event event;
+            event.what = alert_event::kind::resolved;
+            event.alert = no_data_snapshot(entry, old_rule, series);
+            event.alert.state = alert_state::inactive;
+            event.alert.resolved_at = now;
+            event.alert.reason = reason_text(reason);
+            event.record = no_data_record(entry, old_rule, series);
+            event.record.state = alert_state::inactive;
+            events_.push_back(std::move(event));
+        }
+    }
+
+    std::size_t restore(const std::vector<persisted_alert>& records)
+    {
+        std::size_t dropped = 0;
+        const time_ms now = clock_.now_ms();
+        std::vector<label_view> views;
+        for (const auto& rec : records) {
+            if (rec.state == alert_state::inactive) {
+                continue;
+            }
+            const std::uint32_t r = find_slot(rec.rule_name, rec.rule_hash);
+            if (r == npos) {
+                ++dropped;
+                continue;
+            }
+            views.clear();
+            for (const auto& l : rec.series.items()) {
+                views.push_back(label_view{l.name, l.value});
+            }
+            const std::uint64_t fp = fingerprint_of(views);
+            std::uint32_t s = find_series(fp, views);
+            if (s == npos) {
+                const auto* candidates = rules_for_metric(rec.series.metric_name());
+                if (candidates == nullptr || live_series_ >= limits_.max_series) {
+                    ++dropped;
+                    continue;
+                }
+                s = create_series(fp, views, now);
+                bind_series(s, *candidates);
+            }
+            std::uint32_t b = series_[s].first_binding;
+            while (b != npos && bindings_[b].rule != r) {
+                b = bindings_[b].next;
+            }
+            if (b == npos || !restore_binding(b, rec)) {
+                ++dropped;
+                continue;
+            }
+            series_[s].last_ts = std::max(series_[s].last_ts, rec.last_sample_at);
+        }
+        for (std::uint32_t r = 0; r < slots_.size(); ++r) {
+            check_rule_limit(r);
+        }
+        return dropped;
+    }
+
+    bool restore_binding(std::uint32_t b, const persisted_alert& rec)
+    {
+        binding& entry = bindings_[b];
+        const rule& r = *slots_[entry.rule].def;
+        if (rec.no_data) {
+            if (entry.no_data_since == no_time) {
+                entry.no_data_since = rec.active_at;
+                entry.value = rec.value;
+                account_no_data(entry, +1);
+            }
+            return true;
+        }
+        if (rec.tier_held_since.size() != r.tiers.size() || rec.tier_released_at.size() != r.tiers.size()) {
+            return false;
+        }
+        account(entry, -1);
+        entry.state = rec.state;
+        entry.level = rec.level;
+        entry.announced = rec.state;
+        entry.announced_level = rec.level;
+        entry.value = rec.value;
+        entry.active_at = rec.active_at;
+        entry.fired_at = rec.fired_at;
+        entry.last_sample_at = rec.last_sample_at;
+        entry.held = 0;
+        for (std::size_t i = 0; i < std::min(r.tiers.size(), max_tiers); ++i) {
+            // NOTE: a persisted 0 means "unset", so a tier that started to hold at sample
+            // time 0 (1970-01-01) restores as not held.
+            if (rec.tier_held_since[i] != 0) {
+                entry.held |= static_cast<std::uint8_t>(1u << i);
+                entry.tiers[i].held_since = rec.tier_held_since[i];
+            }
+            entry.tiers[i].released_at = rec.tier_released_at[i] != 0 ? rec.tier_released_at[i] : no_time;
+        }
+        account(entry, +1);
+        return true;
+    }
+
+    // -- reporting ----------------------------------------------------------------------
+
+    template <class F>
+    void for_each_binding(F&& f) const
+    {
+        for (std::uint32_t s = 0; s < series_.size(); ++s) {
+            if (!series_[s].live) {
+                continue;
+            }
+            for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+                f(s, bindings_[b]);
+            }
+        }
+    }
+
+    std::vector<alert_snapshot> alerts() const
+    {
+        std::vector<alert_snapshot> out;
+        for_each_binding([&](std::uint32_t s, const binding& entry) {
+            const rule_slot& slot = slots_[entry.rule];
+            const bool visible = entry.state != alert_state::inactive && !slot.limit_exceeded;
+            if (!visible && entry.no_data_since == no_time) {
+                return;
+            }
+            const label_set series = unpack_labels(series_[s].labels.get());
+            if (visible) {
+                out.push_back(make_event(transition_kind(entry.state), entry, *slot.def, series,
+                                         resolve_reason::none, 0)
+                                  .alert);
+            }
+            if (entry.no_data_since != no_time) {
+                out.push_back(no_data_snapshot(entry, *slot.def, series));
+            }
+        });
+        for (const auto& slot : slots_) {
+            if (slot.limit_exceeded) {
+                out.push_back(limit_snapshot(slot));
+            }
+        }
+        return out;
+    }
+
+    std::vector<persisted_alert> persisted_state() const
+    {
+        std::vector<persisted_alert> out;
+        for_each_binding([&](std::uint32_t s, const binding& entry) {
+            if (entry.state == alert_state::inactive && entry.no_data_since == no_time) {
+                return;
+            }
+            const rule& r = *slots_[entry.rule].def;
+            const label_set series = unpack_labels(series_[s].labels.get());
+            if (entry.state != alert_state::inactive) {
+                out.push_back(make_record(entry, r, series));
+            }
+            if (entry.no_data_since != no_time) {
+                out.push_back(no_data_record(entry, r, series));
+            }
+        });
+        return out;
+    }
+
+    // An estimate of the heap and inline bytes the engine holds: containers by capacity,
+    // packed label buffers by size plus one malloc header each, windows by ring capacity,
+    // and the rule index by node count. Events not yet taken and rule objects (shared with
+    // the loader) are left out.
+    std::size_t state_bytes() const
+    {
+        std::size_t bytes = sizeof(engine::impl);
+        bytes += series_.capacity() * sizeof(series_entry);
+        bytes += free_series_.capacity() * sizeof(std::uint32_t);
+        bytes += bindings_.capacity() * sizeof(binding);
+        bytes += free_bindings_.capacity() * sizeof(std::uint32_t);
+        bytes += index_.bytes();
+        bytes += label_bytes_ + live_series_ * malloc_overhead;
+        bytes += window_bytes_;
+        bytes += scratch_.capacity() * sizeof(double);
+        bytes += slots_.capacity() * sizeof(rule_slot);
+        bytes += by_metric_.bucket_count() * sizeof(void*);
+        for (const auto& [metric, list] : by_metric_) {
+            bytes += metric.capacity() + list.capacity() * sizeof(std::uint32_t) + 64;
+        }
+        return bytes;
+    }
+
+    engine_stats stats() const
+    {
+        engine_stats st;
+        st.series = live_series_;
+        st.pending = pending_total_;
+        st.firing = firing_total_ + no_data_total_;
+        std::copy(std::begin(firing_by_severity_), std::end(firing_by_severity_), std::begin(st.firing_by_severity));
+        st.samples_evaluated = samples_evaluated_;
+        st.non_numeric_samples = non_numeric_samples_;
+        st.out_of_order_samples = out_of_order_samples_;
+        st.duplicate_samples = duplicate_samples_;
+        st.series_limit_rejections = series_limit_rejections_;
+        st.alert_limit_rejections = alert_limit_rejections_;
+        st.state_bytes = state_bytes();
+        st.label_bytes = label_bytes_;
+        return st;
+    }
+
+    std::vector<rule_stats> rule_statistics() const
+    {
+        std::vector<rule_stats> out;
+        out.reserve(slots_.size());
+        for (const auto& slot : slots_) {
+            rule_stats rs;
+            rs.name = slot.def->name;
+            rs.group = slot.def->group;
+            rs.series = slot.series;
+            rs.pending = slot.pending;
+            rs.firing = slot.firing + slot.no_data;
+            rs.limit_exceeded = slot.limit_exceeded;
+            out.push_back(std::move(rs));
+        }
+        return out;
+    }
+
+    std::shared_ptr<const rule_set> rules_;
+    engine_limits limits_;
+    const clock& clock_;
+    std::vector<rule_slot> slots_;
+    std::unordered_map<std::string, std::vector<std::uint32_t>, string_hash, std::equal_to<>> by_metric_;
+
+    std::vector<series_entry> series_;
+    std::vector<std::uint32_t> free_series_;
+    std::size_t live_series_ = 0;
+    std::vector<binding> bindings_;
+    std::vector<std::uint32_t> free_bindings_;
+    fingerprint_index index_;
+
+    std::vector<alert_event> events_;
+    std::vector<double> scratch_;
+    std::size_t label_bytes_ = 0;
+    std::size_t window_bytes_ = 0;
+
+    std::size_t pending_total_ = 0;
+    std::size_t firing_total_ = 0;
+    std::size_t no_data_total_ = 0;
+    std::size_t firing_by_severity_[5] = {};
+    std::uint64_t samples_evaluated_ = 0;
+    std::uint64_t non_numeric_samples_ = 0;
+    std::uint64_t out_of_order_samples_ = 0;
+    std::uint64_t duplicate_samples_ = 0;
+    std::uint64_t series_limit_rejections_ = 0;
+    std::uint64_t alert_limit_rejections_ = 0;
+};
+
+engine::engine(std::shared_ptr<const rule_set> rules, engine_limits limits, const clock& clock)
+    : impl_(std::make_unique<impl>(std::move(rules), limits, clock))
+{
+}
+
+engine::~engine() = default;
+
+ingest_status engine::ingest(std::span<const label_view> sorted_labels, time_ms timestamp, double value)
+{
+    return impl_->ingest(sorted_labels, timestamp, value);
+}
+
+void engine::tick() { impl_->tick(); }
+
+void engine::replace_rules(std::shared_ptr<const rule_set> rules) { impl_->replace_rules(std::move(rules)); }
+
+void engine::set_limits(engine_limits limits)
+{
+    impl_->limits_ = limits;
+    for (std::uint32_t r = 0; r < impl_->slots_.size(); ++r) {
+        impl_->check_rule_limit(r);
+    }
+}
+
+const rule_set& engine::rules() const { return *impl_->rules_; }
+
+std::size_t engine::restore(const std::vector<persisted_alert>& records) { return impl_->restore(records); }
+
+std::vector<alert_event> engine::take_events()
+{
+    std::vector<alert_event> out;
+    out.swap(impl_->events_);
+    return out;
+}
+
+std::vector<alert_snapshot> engine::alerts() const { return impl_->alerts(); }
+
+std::vector<persisted_alert> engine::persisted_state() const { return impl_->persisted_state(); }
+
+engine_stats engine::stats() const { return impl_->stats(); }
+
+std::vector<rule_stats> engine::rule_statistics() const { return impl_->rule_statistics(); }
+
+} // namespace tocsin

@@ -1,0 +1,758 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "rules/engine.hpp"
+
+using namespace tocsin;
+using namespace std::chrono_literals;
+using kind = alert_event::kind;
+
+namespace {
+
+tier make_tier(severity level, compare_op op, double threshold, milliseconds for_duration = 0ms,
+               std::optional<condition> recover = std::nullopt, milliseconds keep_firing_for = 0ms)
+{
+    tier t;
+    t.level = level;
+    t.when = condition{op, threshold};
+    t.recover = recover;
+    t.for_duration = for_duration;
+    t.keep_firing_for = keep_firing_for;
+    return t;
+}
+
+std::shared_ptr<rule> make_rule(std::string name, std::string metric, std::vector<tier> tiers)
+{
+    auto r = std::make_shared<rule>();
+    r->name = std::move(name);
+    r->group = "test";
+    r->metric = std::move(metric);
+    r->tiers = std::move(tiers);
+    r->definition_hash = std::hash<std::string>{}(r->name);
+    return r;
+}
+
+std::shared_ptr<const rule_set> make_rules(std::vector<std::shared_ptr<rule>> rules)
+{
+    auto set = std::make_shared<rule_set>();
+    rule_group group;
+    group.name = "test";
+    for (auto& r : rules) {
+        group.rules.push_back(r);
+        set->rules.push_back(r);
+    }
+    set->groups.push_back(std::move(group));
+    return set;
+}
+
+text_template make_template(std::string_view source)
+{
+    text_template out;
+    std::string error;
+    REQUIRE(text_template::parse(source, out, error));
+    return out;
+}
+
+// An engine on a manual clock, fed with label sets.
+struct harness {
+    explicit harness(std::shared_ptr<const rule_set> rules, engine_limits limits = {})
+        : eng(std::move(rules), limits, clock)
+    {
+    }
+
+    ingest_status push(const label_set& series, time_ms t, double value)
+    {
+        std::vector<label_view> views;
+        for (const auto& l : series.items()) {
+            views.push_back(label_view{l.name, l.value});
+        }
+        return eng.ingest(views, t, value);
+    }
+
+    // Feeds a sample with the clock following sample time, as live traffic does.
+    ingest_status live(const label_set& series, time_ms t, double value)
+    {
+        clock.set_ms(t);
+        return push(series, t, value);
+    }
+
+    std::vector<alert_event> events() { return eng.take_events(); }
+
+    std::optional<alert_snapshot> alert_for(std::string_view rule_name) const
+    {
+        for (auto& a : eng.alerts()) {
+            if (a.rule_name == rule_name && !a.no_data) {
+                return a;
+            }
+        }
+        return std::nullopt;
+    }
+
+    manual_clock clock{0};
+    engine eng;
+};
+
+const double nan_value = std::numeric_limits<double>::quiet_NaN();
+const double inf_value = std::numeric_limits<double>::infinity();
+
+double stale_marker_value() { return std::bit_cast<double>(std::uint64_t{0x7ff0000000000002ULL}); }
+
+label_set cpu(std::string instance)
+{
+    return label_set{{"__name__", "cpu"}, {"instance", std::move(instance)}};
+}
+
+} // namespace
+
+TEST_CASE("engine: pending, then firing once for has elapsed")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->labels.emplace_back("team", make_template("infra"));
+    r->annotations.emplace_back("summary", make_template("{{ $labels.instance }} is busy"));
+    harness h(make_rules({r}));
+
+    CHECK(h.push(cpu("a"), 0, 90) == ingest_status::accepted);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::pending);
+    CHECK(events[0].alert.state == alert_state::pending);
+    CHECK(events[0].record.tier_held_since.size() == 1);
+
+    h.push(cpu("a"), 30'000, 91);
+    CHECK(h.events().empty());
+    h.push(cpu("a"), 59'999, 92);
+    CHECK(h.events().empty());
+
+    h.push(cpu("a"), 60'000, 93);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    const alert_snapshot& a = events[0].alert;
+    CHECK(a.state == alert_state::firing);
+    CHECK(a.active_at == 0);
+    CHECK(a.fired_at == 60'000);
+    CHECK(a.value == 93);
+    CHECK(a.labels.get("alertname") == "HighCpu");
+    CHECK(a.labels.get("severity") == "warning");
+    CHECK(a.labels.get("team") == "infra");
+    CHECK(a.labels.get("instance") == "a");
+    CHECK(a.labels.get("__name__").empty());
+    REQUIRE(a.annotations.size() == 1);
+    CHECK(a.annotations[0].second == "a is busy");
+    CHECK(events[0].record.series == cpu("a"));
+    CHECK(events[0].record.state == alert_state::firing);
+
+    // Steady firing produces no event per sample.
+    for (int i = 1; i <= 100; ++i) {
+        h.push(cpu("a"), 60'000 + i * 15'000, 95);
+    }
+    CHECK(h.events().empty());
+    CHECK(h.eng.stats().firing == 1);
+    CHECK(h.eng.stats().firing_by_severity[static_cast<int>(severity::warning)] == 1);
+}
+
+TEST_CASE("engine: condition false before for elapses resolves without firing")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    h.push(cpu("a"), 30'000, 10);
+    auto events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[1].what == kind::resolved);
+    CHECK(events[1].alert.reason == "recovered");
+    CHECK(events[1].record.state == alert_state::inactive);
+    h.push(cpu("a"), 60'000, 90);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::pending);
+}
+
+TEST_CASE("engine: escalation and de-escalation keep the alert id")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95)});
+    harness h(make_rules({r}));
+
+    h.push(cpu("a"), 0, 85);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.level == severity::warning);
+    const std::uint64_t id = events[0].alert.id;
+    CHECK(id == events[0].record.id);
+
+    h.push(cpu("a"), 15'000, 97);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+    CHECK(events[0].alert.labels.get("severity") == "critical");
+    CHECK(events[0].alert.id == id);
+    CHECK(events[0].alert.fired_at == 0);
+
+    h.push(cpu("a"), 30'000, 85);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::warning);
+    CHECK(events[0].alert.id == id);
+
+    h.push(cpu("a"), 45'000, 10);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.id == id);
+}
+
+TEST_CASE("engine: a higher tier starting to hold while firing is an update")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95, 1min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 85);
+    CHECK(h.events().size() == 1);
+
+    h.push(cpu("a"), 15'000, 97);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::updated);
+    CHECK(events[0].alert.level == severity::warning);
+    CHECK(events[0].record.tier_held_since == std::vector<time_ms>{0, 15'000});
+
+    h.push(cpu("a"), 75'000, 97);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+}
+
+TEST_CASE("engine: recover condition prevents flapping")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 90, 0ms,
+                                  condition{compare_op::less, 80})});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 95);
+    REQUIRE(h.events().size() == 1);
+
+    // Hovering between the recover threshold and the condition keeps the alert firing.
+    time_ms t = 0;
+    for (double v : {85.0, 89.0, 91.0, 85.0, 82.0, 80.0}) {
+        t += 15'000;
+        h.push(cpu("a"), t, v);
+    }
+    CHECK(h.events().empty());
+    REQUIRE(h.alert_for("HighCpu"));
+    CHECK(h.alert_for("HighCpu")->state == alert_state::firing);
+
+    h.push(cpu("a"), t + 15'000, 79);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+
+    // Below the condition but above recover: stays inactive.
+    h.push(cpu("a"), t + 30'000, 85);
+    CHECK(h.events().empty());
+}
+
+TEST_CASE("engine: keep_firing_for keeps a released tier firing")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80, 0ms, std::nullopt, 2min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    REQUIRE(h.events().size() == 1);
+
+    h.push(cpu("a"), 15'000, 10);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::updated);
+    CHECK(events[0].record.tier_released_at == std::vector<time_ms>{15'000});
+    CHECK(h.alert_for("HighCpu")->state == alert_state::firing);
+
+    h.push(cpu("a"), 134'999, 10);
+    CHECK(h.events().empty());
+    CHECK(h.alert_for("HighCpu")->state == alert_state::firing);
+
+    h.push(cpu("a"), 135'000, 10);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK_FALSE(h.alert_for("HighCpu"));
+}
+
+TEST_CASE("engine: condition returning within keep_firing_for continues the alert")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80, 1min, std::nullopt, 2min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    h.push(cpu("a"), 60'000, 90);
+    h.push(cpu("a"), 75'000, 10);
+    h.push(cpu("a"), 90'000, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 4);
+    CHECK(events[1].what == kind::firing);
+    CHECK(events[2].what == kind::updated);
+    CHECK(events[3].what == kind::updated);
+    // Past the end of keep_firing_for the alert still fires: the hold never restarted.
+    h.push(cpu("a"), 200'000, 90);
+    CHECK(h.events().empty());
+    CHECK(h.alert_for("HighCpu")->state == alert_state::firing);
+    CHECK(h.alert_for("HighCpu")->fired_at == 60'000);
+}
+
+TEST_CASE("engine: non-numeric samples never fire and keep the pending timer")
+{
+    auto r = make_rule("ErrorRatio", "error_ratio", {make_tier(severity::warning, compare_op::greater, 0.05, 1min)});
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "error_ratio"}, {"job", "api"}};
+
+    // Flat counters: 0/0 gives NaN for ten minutes; nothing happens.
+    for (time_ms t = 0; t < 600'000; t += 15'000) {
+        h.live(series, t, nan_value);
+    }
+    h.eng.tick();
+    CHECK(h.events().empty());
+    CHECK(h.eng.stats().non_numeric_samples == 40);
+
+    h.live(series, 600'000, 0.1);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::pending);
+
+    // NaN and ±Inf in between neither fire nor reset the timer.
+    h.live(series, 615'000, nan_value);
+    h.live(series, 630'000, inf_value);
+    h.live(series, 645'000, -inf_value);
+    CHECK(h.events().empty());
+    CHECK(h.alert_for("ErrorRatio")->state == alert_state::pending);
+
+    h.live(series, 660'000, 0.1);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.active_at == 600'000);
+    CHECK(h.eng.stats().non_numeric_samples == 43);
+}
+
+TEST_CASE("engine: NaN never fires, whatever the operator")
+{
+    auto r = make_rule("NotZero", "m", {make_tier(severity::warning, compare_op::not_equal, 0)});
+    harness h(make_rules({r}));
+    h.push(label_set{{"__name__", "m"}}, 0, nan_value);
+    CHECK(h.events().empty());
+    CHECK_FALSE(h.alert_for("NotZero"));
+}
+
+TEST_CASE("engine: infinity fires only when the rule opts in")
+{
+    auto off = make_rule("InfOff", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    auto on = make_rule("InfOn", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    on->fire_on_infinity = true;
+    harness h(make_rules({off, on}));
+    h.push(label_set{{"__name__", "m"}}, 0, inf_value);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.rule_name == "InfOn");
+    CHECK(events[0].what == kind::firing);
+}
+
+TEST_CASE("engine: non-numeric samples under on_non_numeric no_data mark the series missing")
+{
+    auto r = make_rule("ErrorRatio", "error_ratio", {make_tier(severity::warning, compare_op::greater, 0.05)});
+    r->on_non_numeric = non_numeric_action::no_data;
+    r->no_data.action = no_data_action::resolve;
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "error_ratio"}};
+    h.live(series, 0, 0.1);
+    REQUIRE(h.events().size() == 1);
+
+    h.live(series, 15'000, nan_value);
+    CHECK(h.events().empty());
+    h.eng.tick();
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "missing_series");
+}
+
+TEST_CASE("engine: avg_over_time drops non-numeric samples")
+{
+    auto r = make_rule("Mean", "m", {make_tier(severity::warning, compare_op::greater, 0)});
+    r->xform.kind = transform_kind::avg;
+    r->xform.window = 1min;
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "m"}};
+    h.push(series, 0, 3);
+    h.push(series, 10'000, 5);
+    h.push(series, 20'000, nan_value);
+    h.push(series, 30'000, 2);
+    auto a = h.alert_for("Mean");
+    REQUIRE(a);
+    CHECK(a->value == Approx(10.0 / 3));
+}
+
+TEST_CASE("engine: keep_state resolves a missing series once after resolve_after")
+{
+    auto r = make_rule("DevicesOffline", "devices_offline", {make_tier(severity::warning, compare_op::greater, 0)});
+    r->no_data = no_data_policy{1min, no_data_action::keep_state, 9min, severity::warning};
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "devices_offline"}, {"site", "s1"}};
+
+    // Samples every 15 s for [0, 5m), then silence; the daemon ticks every 15 s.
+    std::vector<alert_event> resolved;
+    std::vector<time_ms> resolved_at_clock;
+    for (time_ms t = 0; t <= 30 * 60'000; t += 15'000) {
+        if (t < 5 * 60'000) {
+            h.live(series, t, 3);
+        } else {
+            h.clock.set_ms(t);
+        }
+        h.eng.tick();
+        for (auto& e : h.events()) {
+            if (e.what == kind::resolved) {
+                resolved.push_back(e);
+                resolved_at_clock.push_back(t);
+            }
+        }
+    }
+    // Last sample at 4m45s; missing from 5m45s; resolved 9 min later.
+    REQUIRE(resolved.size() == 1);
+    CHECK(resolved_at_clock[0] == 14 * 60'000 + 45'000);
+    CHECK(resolved[0].alert.reason == "missing_series");
+    CHECK(resolved[0].alert.resolved_at == 14 * 60'000 + 45'000);
+    CHECK(resolved[0].record.state == alert_state::inactive);
+    CHECK_FALSE(h.alert_for("DevicesOffline"));
+}
+
+TEST_CASE("engine: keep_state continues the same alert when data returns")
+{
+    auto r = make_rule("DevicesOffline", "devices_offline", {make_tier(severity::warning, compare_op::greater, 0)});
+    r->no_data = no_data_policy{1min, no_data_action::keep_state, 10min, severity::warning};
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "devices_offline"}, {"site", "s1"}};
+
+    h.live(series, 0, 3);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    const std::uint64_t id = events[0].alert.id;
+
+    // Samples for [0, 5m), none for [5m, 9m), samples again from 9m.
+    for (time_ms t = 15'000; t <= 20 * 60'000; t += 15'000) {
+        if (t < 5 * 60'000 || t >= 9 * 60'000) {
+            h.live(series, t, 3);
+        } else {
+            h.clock.set_ms(t);
+        }
+        h.eng.tick();
+        CHECK(h.events().empty());
+    }
+    auto a = h.alert_for("DevicesOffline");
+    REQUIRE(a);
+    CHECK(a->id == id);
+    CHECK(a->state == alert_state::firing);
+    CHECK(a->fired_at == 0);
+}
+
+TEST_CASE("engine: resolve action resolves a missing series after the timeout")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "up"}, {"pod", "p1"}};
+    h.live(series, 0, 0);
+    REQUIRE(h.events().size() == 1);
+
+    h.clock.set_ms(5 * 60'000 - 1);
+    h.eng.tick();
+    CHECK(h.events().empty());
+    h.clock.set_ms(5 * 60'000);
+    h.eng.tick();
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.reason == "missing_series");
+    CHECK(h.eng.stats().firing == 0);
+    // The silent series without an alert is forgotten.
+    CHECK(h.eng.stats().series == 0);
+}
+
+TEST_CASE("engine: alert action raises a no-data alert until samples return")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    r->no_data = no_data_policy{1min, no_data_action::alert, 0ms, severity::critical};
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "up"}, {"pod", "p1"}};
+    h.live(series, 0, 1);
+    CHECK(h.events().empty());
+
+    h.clock.set_ms(60'000);
+    h.eng.tick();
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.no_data);
+    CHECK(events[0].record.no_data);
+    CHECK(events[0].alert.level == severity::critical);
+    CHECK(events[0].alert.labels.get("nodata") == "true");
+    CHECK(events[0].alert.labels.get("pod") == "p1");
+    const std::uint64_t no_data_id = events[0].alert.id;
+
+    h.clock.set_ms(120'000);
+    h.eng.tick();
+    CHECK(h.events().empty());
+    auto alerts = h.eng.alerts();
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].no_data);
+
+    h.live(series, 130'000, 1);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.id == no_data_id);
+    CHECK(events[0].alert.no_data);
+    CHECK(h.eng.alerts().empty());
+
+    // A real alert on the same series has another id.
+    h.live(series, 145'000, 0);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.id != no_data_id);
+}
+
+TEST_CASE("engine: a stale marker makes the series missing at once")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "up"}, {"pod", "p1"}};
+    h.live(series, 0, 0);
+    REQUIRE(h.events().size() == 1);
+
+    CHECK(is_stale_marker(stale_marker_value()));
+    CHECK_FALSE(is_stale_marker(nan_value));
+    CHECK(h.live(series, 15'000, stale_marker_value()) == ingest_status::stale_marker);
+    CHECK(h.events().empty());
+    CHECK(h.eng.stats().non_numeric_samples == 0);
+    h.eng.tick();
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.reason == "missing_series");
+
+    // A stale marker for an unknown series creates nothing.
+    CHECK(h.live(label_set{{"__name__", "up"}, {"pod", "p2"}}, 15'000, stale_marker_value()) ==
+          ingest_status::stale_marker);
+    CHECK(h.eng.stats().series == 0);
+}
+
+TEST_CASE("engine: duplicate and out-of-order samples are dropped and counted")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "up"}, {"pod", "p1"}};
+    CHECK(h.push(series, 100'000, 0) == ingest_status::accepted);
+    REQUIRE(h.events().size() == 1);
+
+    CHECK(h.push(series, 100'000, 1) == ingest_status::duplicate);
+    CHECK(h.push(series, 50'000, 1) == ingest_status::out_of_order);
+    CHECK(h.events().empty());
+    auto a = h.alert_for("Up");
+    REQUIRE(a);
+    CHECK(a->value == 0);
+    CHECK(a->last_sample_at == 100'000);
+
+    const engine_stats st = h.eng.stats();
+    CHECK(st.duplicate_samples == 1);
+    CHECK(st.out_of_order_samples == 1);
+    CHECK(st.samples_evaluated == 1);
+}
+
+TEST_CASE("engine: increase across a counter reset never spikes")
+{
+    auto burst = make_rule("ReqBurst", "requests_total", {make_tier(severity::warning, compare_op::greater, 50)});
+    auto probe = make_rule("Probe", "requests_total",
+                           {make_tier(severity::info, compare_op::greater, -std::numeric_limits<double>::max())});
+    const bool extrapolate = GENERATE(false, true);
+    for (auto& r : {burst, probe}) {
+        r->xform.kind = transform_kind::increase;
+        r->xform.window = 1min;
+        r->xform.extrapolate = extrapolate;
+    }
+    harness h(make_rules({burst, probe}));
+    const label_set series{{"__name__", "requests_total"}};
+
+    const double values[] = {100, 110, 120, 5, 15, 25, 35, 45};
+    std::vector<double> seen;
+    for (int i = 0; i < 8; ++i) {
+        h.push(series, i * 15'000, values[i]);
+        auto a = h.alert_for("Probe");
+        if (a) {
+            seen.push_back(a->value);
+        }
+    }
+    for (auto& e : h.events()) {
+        CHECK(e.alert.rule_name != "ReqBurst");
+    }
+    CHECK_FALSE(h.alert_for("ReqBurst"));
+    REQUIRE(seen.size() == 7); // one sample in the window at t=0 gives no value
+    for (double v : seen) {
+        CHECK(v >= 0);
+        CHECK(v <= 60);
+    }
+    if (!extrapolate) {
+        CHECK(seen[4] == 35); // t=75s
+        CHECK(seen[5] == 35); // t=90s
+        CHECK(seen[6] == 40); // t=105s
+    }
+}
+
+TEST_CASE("engine: matchers select the series of a rule")
+{
+    std::string error;
+    auto r = make_rule("ApiDown", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    auto m = label_matcher::make("job", match_op::regex, "api|web", error);
+    REQUIRE(m);
+    r->matchers.push_back(*m);
+    harness h(make_rules({r}));
+    h.push(label_set{{"__name__", "up"}, {"job", "db"}}, 0, 0);
+    h.push(label_set{{"__name__", "up"}, {"job", "api-2"}}, 0, 0);
+    CHECK(h.events().empty());
+    h.push(label_set{{"__name__", "up"}, {"job", "web"}}, 0, 0);
+    CHECK(h.events().size() == 1);
+    // Metrics no rule reads are not stored.
+    h.push(label_set{{"__name__", "other"}}, 0, 0);
+    CHECK(h.eng.stats().series == 3);
+    CHECK(h.eng.rule_statistics()[0].series == 1);
+}
+
+TEST_CASE("engine: max_series rejects new series and keeps existing ones")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    engine_limits limits;
+    limits.max_series = 2;
+    harness h(make_rules({r}), limits);
+    CHECK(h.push(label_set{{"__name__", "up"}, {"pod", "p1"}}, 0, 1) == ingest_status::accepted);
+    CHECK(h.push(label_set{{"__name__", "up"}, {"pod", "p2"}}, 0, 1) == ingest_status::accepted);
+    CHECK(h.push(label_set{{"__name__", "up"}, {"pod", "p3"}}, 0, 0) == ingest_status::series_limit);
+    CHECK(h.push(label_set{{"__name__", "up"}, {"pod", "p4"}}, 0, 0) == ingest_status::series_limit);
+    CHECK(h.eng.stats().series_limit_rejections == 2);
+    CHECK(h.eng.stats().series == 2);
+
+    CHECK(h.push(label_set{{"__name__", "up"}, {"pod", "p1"}}, 15'000, 0) == ingest_status::accepted);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.labels.get("pod") == "p1");
+}
+
+TEST_CASE("engine: replace_rules keeps unchanged rules and resolves the others")
+{
+    auto keep = make_rule("Keep", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    auto change = make_rule("Change", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    auto remove = make_rule("Remove", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    harness h(make_rules({keep, change, remove}));
+    const label_set series{{"__name__", "m"}};
+    h.push(series, 0, 5);
+    REQUIRE(h.events().size() == 3);
+
+    auto changed = make_rule("Change", "m", {make_tier(severity::warning, compare_op::greater, 2)});
+    changed->definition_hash += 1;
+    auto added = make_rule("Added", "m", {make_tier(severity::warning, compare_op::greater, 1)});
+    h.eng.replace_rules(make_rules({keep, changed, added}));
+
+    auto events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[1].what == kind::resolved);
+    for (auto& e : events) {
+        if (e.alert.rule_name == "Change") {
+            CHECK(e.alert.reason == "rule_changed");
+        } else {
+            CHECK(e.alert.rule_name == "Remove");
+            CHECK(e.alert.reason == "rule_removed");
+        }
+    }
+    auto kept = h.alert_for("Keep");
+    REQUIRE(kept);
+    CHECK(kept->fired_at == 0);
+    CHECK_FALSE(h.alert_for("Change"));
+
+    // The next sample starts the changed and the added rule from scratch; Keep stays quiet.
+    h.push(series, 15'000, 5);
+    events = h.events();
+    REQUIRE(events.size() == 2);
+    for (auto& e : events) {
+        CHECK(e.what == kind::firing);
+        CHECK(e.alert.rule_name != "Keep");
+        CHECK(e.alert.fired_at == 15'000);
+    }
+    CHECK(h.eng.stats().firing == 3);
+    CHECK(h.eng.rules().rules.size() == 3);
+}
+
+TEST_CASE("engine: restore brings alerts back with their timers")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95, 1min)});
+    auto rules = make_rules({r});
+    std::vector<persisted_alert> saved;
+    {
+        harness h(rules);
+        h.push(cpu("a"), 1'000'000, 97);
+        h.push(cpu("b"), 1'000'000, 85);
+        h.push(cpu("a"), 1'030'000, 97);
+        saved = h.eng.persisted_state();
+    }
+    REQUIRE(saved.size() == 2);
+
+    // A record for a changed rule is dropped.
+    persisted_alert changed = saved[0];
+    changed.rule_hash += 1;
+    saved.push_back(changed);
+
+    harness h(rules);
+    CHECK(h.eng.restore(saved) == 1);
+    auto restored = h.eng.persisted_state();
+    REQUIRE(restored.size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        CHECK(restored[i].id == saved[i].id);
+        CHECK(restored[i].series == saved[i].series);
+        CHECK(restored[i].state == saved[i].state);
+        CHECK(restored[i].level == saved[i].level);
+        CHECK(restored[i].active_at == saved[i].active_at);
+        CHECK(restored[i].fired_at == saved[i].fired_at);
+        CHECK(restored[i].tier_held_since == saved[i].tier_held_since);
+    }
+    CHECK(h.eng.stats().firing == 2);
+    CHECK(h.events().empty());
+
+    // Samples older than the saved ones are out of order; the critical tier's timer kept
+    // running, so it is satisfied 1 min after it started to hold, with no new pending event.
+    CHECK(h.push(cpu("a"), 1'030'000, 97) == ingest_status::duplicate);
+    h.push(cpu("a"), 1'060'000, 97);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+    CHECK(events[0].alert.id == saved[0].id);
+}
+
+TEST_CASE("engine: state estimate grows with series")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    harness h(make_rules({r}));
+    const std::size_t empty = h.eng.stats().state_bytes;
+    for (int i = 0; i < 1000; ++i) {
+        h.push(label_set{{"__name__", "up"}, {"pod", "p" + std::to_string(i)}}, 0, 1);
+    }
+    const engine_stats st = h.eng.stats();
+    CHECK(st.series == 1000);
+    CHECK(st.label_bytes > 1000 * 20);
+    CHECK(st.state_bytes > empty + st.label_bytes);
+    CHECK(st.state_bytes < empty + st.label_bytes + 1000 * 400);
+}
