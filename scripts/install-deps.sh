@@ -11,7 +11,7 @@ packages=(
   libre2-dev libspdlog-dev libfmt-dev libcli11-dev libsystemd-dev libprotobuf-dev
   protobuf-compiler libsnappy-dev libsqlite3-dev libhiredis-dev libcpp-httplib-dev catch2
   # test and demo peers
-  prometheus prometheus-node-exporter redis-server curl python3 systemd
+  prometheus prometheus-node-exporter redis-server curl openssl python3 systemd
 )
 
 sudo_cmd=()

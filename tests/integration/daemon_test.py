@@ -9,10 +9,14 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import unittest
+import urllib.error
+import urllib.request
 
 import harness
 
@@ -437,6 +441,70 @@ class auth_test(daemon_test_case):
         log = daemon.log()
         for token in (write_token, admin_token):
             self.assertNotIn(token, log, "a token appears in tocsind's log")
+
+
+class tls_test(daemon_test_case):
+    def make_certificate(self):
+        """Create a self-signed certificate for 127.0.0.1 with the openssl command."""
+        if shutil.which("openssl") is None:
+            self.skipTest("the openssl command is not installed")
+        cert = os.path.join(self.dir.path, "tls.crt")
+        key = os.path.join(self.dir.path, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+        return cert, key
+
+    def https(self, context, method, url, body=None):
+        request = urllib.request.Request(url, data=body, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def test_tls_listener_serves_https_only(self):
+        cert, key = self.make_certificate()
+        port = self.write_config(extra=f"tls:\n  cert_file: {cert}\n  key_file: {key}\n")
+        log_path = os.path.join(self.dir.path, "tocsind-tls.log")
+        daemon = harness.tocsind(ARGS.bin_dir, self.config_file, port, log_path, scheme="https")
+        self.daemons.append(daemon)
+        daemon.start(wait_ready=False)
+        context = ssl.create_default_context(cafile=cert)
+        base = f"https://127.0.0.1:{port}"
+
+        def ready():
+            if not daemon.process.running():
+                raise AssertionError(f"tocsind exited; log:\n{daemon.process.log_tail()}")
+            return self.https(context, "GET", base + "/-/ready")[0] == 200
+        harness.wait_until("tocsind to answer over TLS", ready, 30)
+
+        body = json.dumps({"samples": [{"labels": {"__name__": "cpu", "host": "tls"}, "value": 95}]})
+        status, text = self.https(context, "POST", base + "/api/v1/push", body.encode())
+        self.assertEqual(status, 200, text)
+        status, text = self.https(context, "GET", base + "/api/v1/alerts")
+        self.assertEqual(status, 200, text)
+        self.assertIn('"host":"tls"', text)
+
+        try:
+            response = harness.http("GET", f"http://127.0.0.1:{port}/-/healthy", timeout=3)
+        except OSError:
+            pass
+        else:
+            self.fail(f"plain HTTP on the TLS port got an HTTP answer: {response.status}")
+
+        untrusted = ssl.create_default_context()
+        with self.assertRaises(urllib.error.URLError, msg="a client must be able to verify the server"):
+            self.https(untrusted, "GET", base + "/-/healthy")
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_unreadable_key_stops_startup(self):
+        cert, _ = self.make_certificate()
+        self.write_config(extra=f"tls:\n  cert_file: {cert}\n  key_file: {cert}.missing\n")
+        code, output = self.run_tool([TOCSIND, "--config", self.config_file], timeout=30)
+        self.assertNotEqual(code, 0, "tocsind started without its TLS key")
+        self.assertIn("key_file", output)
 
 
 if __name__ == "__main__":
