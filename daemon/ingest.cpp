@@ -58,6 +58,11 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t pos)
 // Offset of the first byte that does not start a well-formed UTF-8 sequence, or npos.
 std::size_t first_invalid_utf8(std::string_view text)
 {
+    // Almost every label is valid, so the whole-string check runs first and the byte walk
+    // that finds the offset runs only on failure.
+    if (is_valid_utf8(text)) {
+        return std::string_view::npos;
+    }
     std::size_t pos = 0;
     while (pos < text.size()) {
         std::size_t length = utf8_sequence_length(text, pos);
