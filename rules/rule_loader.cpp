@@ -358,8 +358,9 @@ void rule_file_loader::load_tiers(const YAML::Node& node, rule& r, milliseconds 
     std::vector<std::pair<tier, YAML::Mark>> loaded;
     std::map<severity, int> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& key = it->first;
-        const YAML::Node& value = it->second;
+        // Copies: the iterator returns its pair by value, so a reference would dangle.
+        const YAML::Node key = it->first;
+        const YAML::Node value = it->second;
         auto name = check_.string(key, "tier name");
         if (!name) {
             continue;

@@ -58,7 +58,8 @@ void checker::check_keys(const YAML::Node& node, std::string_view what,
     // would be silently ignored without this check.
     std::map<std::string, YAML::Mark> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-        const YAML::Node& key = it->first;
+        // Copies: the iterator returns its pair by value, so a reference would dangle.
+        const YAML::Node key = it->first;
         if (!key.IsScalar()) {
             error(key, fmt::format("{} keys must be strings, got {}", what, describe(key)));
             continue;
