@@ -24,49 +24,75 @@ std::string format_rfc3339_ms(time_ms t)
                        utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
 }
 
+namespace {
+
+nlohmann::json alert_item(const alert_snapshot& a)
+{
+    nlohmann::json labels = nlohmann::json::object();
+    for (const auto& l : a.labels.items()) {
+        labels[l.name] = l.value;
+    }
+    nlohmann::json annotations = nlohmann::json::object();
+    for (const auto& [name, value] : a.annotations) {
+        annotations[name] = value;
+    }
+    nlohmann::json item = {
+        {"id", fmt::format("{:016x}", a.id)},
+        {"rule", a.rule_name},
+        {"labels", std::move(labels)},
+        {"annotations", std::move(annotations)},
+        {"state", to_string(a.state)},
+        {"severity", to_string(a.level)},
+        {"value", format_sample_value(a.value)},
+        {"activeAt", format_rfc3339_ms(a.active_at)},
+    };
+    if (a.fired_at != 0) {
+        item["firedAt"] = format_rfc3339_ms(a.fired_at);
+    }
+    if (a.last_sample_at != 0) {
+        item["lastSampleAt"] = format_rfc3339_ms(a.last_sample_at);
+    }
+    if (a.no_data) {
+        item["noData"] = true;
+    }
+    return item;
+}
+
+nlohmann::json template_sources(const std::vector<std::pair<std::string, text_template>>& templates)
+{
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [name, tmpl] : templates) {
+        out[name] = tmpl.source();
+    }
+    return out;
+}
+
+double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
+
+} // namespace
+
 std::string alerts_json(const std::vector<alert_snapshot>& alerts)
 {
     auto list = nlohmann::json::array();
     for (const auto& a : alerts) {
-        nlohmann::json labels = nlohmann::json::object();
-        for (const auto& l : a.labels.items()) {
-            labels[l.name] = l.value;
-        }
-        nlohmann::json annotations = nlohmann::json::object();
-        for (const auto& [name, value] : a.annotations) {
-            annotations[name] = value;
-        }
-        nlohmann::json item = {
-            {"id", fmt::format("{:016x}", a.id)},
-            {"rule", a.rule_name},
-            {"labels", std::move(labels)},
-            {"annotations", std::move(annotations)},
-            {"state", to_string(a.state)},
-            {"severity", to_string(a.level)},
-            {"value", format_sample_value(a.value)},
-            {"activeAt", format_rfc3339_ms(a.active_at)},
-        };
-        if (a.fired_at != 0) {
-            item["firedAt"] = format_rfc3339_ms(a.fired_at);
-        }
-        if (a.last_sample_at != 0) {
-            item["lastSampleAt"] = format_rfc3339_ms(a.last_sample_at);
-        }
-        if (a.no_data) {
-            item["noData"] = true;
-        }
-        list.push_back(std::move(item));
+        list.push_back(alert_item(a));
     }
     nlohmann::json doc = {{"status", "success"}, {"data", {{"alerts", std::move(list)}}}};
     return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& stats)
+std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& stats,
+                       const std::vector<alert_snapshot>& alerts)
 {
-    std::map<std::string, const rule_stats*> by_name;
+    std::map<std::string, const rule_stats*> stats_by_rule;
     for (const auto& s : stats) {
-        by_name[s.name] = &s;
+        stats_by_rule[s.name] = &s;
     }
+    std::map<std::string, std::vector<const alert_snapshot*>> alerts_by_rule;
+    for (const auto& a : alerts) {
+        alerts_by_rule[a.rule_name].push_back(&a);
+    }
+
     auto groups = nlohmann::json::array();
     for (const auto& group : rules.groups) {
         auto list = nlohmann::json::array();
@@ -76,30 +102,57 @@ std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& sta
                 nlohmann::json tier = {
                     {"severity", to_string(t.level)},
                     {"condition", t.when.to_string()},
-                    {"forSeconds", static_cast<double>(t.for_duration.count()) / 1000.0},
-                    {"keepFiringForSeconds", static_cast<double>(t.keep_firing_for.count()) / 1000.0},
+                    {"forSeconds", seconds(t.for_duration)},
+                    {"keepFiringForSeconds", seconds(t.keep_firing_for)},
                 };
                 if (t.recover) {
                     tier["recover"] = t.recover->to_string();
                 }
                 tiers.push_back(std::move(tier));
             }
+
+            // The fields Prometheus' rules API has, so that Grafana and scripts can read them,
+            // then tocsin's own (tiers, series).
+            std::string state = "inactive";
+            auto rule_alerts = nlohmann::json::array();
+            if (auto it = alerts_by_rule.find(r->name); it != alerts_by_rule.end()) {
+                for (const auto* a : it->second) {
+                    if (a->state == alert_state::firing) {
+                        state = "firing";
+                    } else if (a->state == alert_state::pending && state != "firing") {
+                        state = "pending";
+                    }
+                    rule_alerts.push_back(alert_item(*a));
+                }
+            }
             nlohmann::json item = {
+                {"type", "alerting"},
                 {"name", r->name},
+                {"query", r->expr},
+                {"duration", r->tiers.empty() ? 0.0 : seconds(r->tiers.front().for_duration)},
+                {"keepFiringFor", r->tiers.empty() ? 0.0 : seconds(r->tiers.front().keep_firing_for)},
+                {"labels", template_sources(r->labels)},
+                {"annotations", template_sources(r->annotations)},
+                {"state", state},
+                {"alerts", std::move(rule_alerts)},
+                {"health", "ok"},
+                {"lastError", ""},
                 {"file", r->file},
                 {"metric", r->metric},
                 {"transform", to_string(r->xform.kind)},
                 {"tiers", std::move(tiers)},
             };
-            if (auto it = by_name.find(r->name); it != by_name.end()) {
+            if (auto it = stats_by_rule.find(r->name); it != stats_by_rule.end()) {
                 item["series"] = it->second->series;
-                item["pending"] = it->second->pending;
-                item["firing"] = it->second->firing;
-                item["health"] = it->second->limit_exceeded ? "alert_limit_exceeded" : "ok";
+                if (it->second->limit_exceeded) {
+                    item["health"] = "err";
+                    item["lastError"] = "alert limit exceeded: more alerts than limits.per_rule_max_alerts; "
+                                        "the rule's alerts are held back";
+                }
             }
             list.push_back(std::move(item));
         }
-        groups.push_back({{"name", group.name}, {"file", group.file}, {"rules", std::move(list)}});
+        groups.push_back({{"name", group.name}, {"file", group.file}, {"interval", 0}, {"rules", std::move(list)}});
     }
     nlohmann::json doc = {{"status", "success"}, {"data", {{"groups", std::move(groups)}}}};
     return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

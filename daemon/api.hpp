@@ -15,7 +15,9 @@ std::string format_rfc3339_ms(time_ms t);
 // GET /api/v1/alerts: {"status":"success","data":{"alerts":[...]}}.
 std::string alerts_json(const std::vector<alert_snapshot>& alerts);
 
-// GET /api/v1/rules: the loaded rules with their series and alert counts.
-std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& stats);
+// GET /api/v1/rules: the loaded rules in the shape of Prometheus' rules API (type, query,
+// duration, labels, annotations, alerts, health), plus tiers and series counts.
+std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& stats,
+                       const std::vector<alert_snapshot>& alerts);
 
 } // namespace tocsin

@@ -243,14 +243,43 @@ private:
         return true;
     }
 
+    // Logs firing, severity changes and resolutions at info, at most 20 lines per 10 s, with
+    // the number left out; pending and timer updates go to debug.
     void log_event(const alert_event& e)
     {
-        if (!alert_log_->should_log(spdlog::level::debug)) {
+        const bool notable = e.what == alert_event::kind::firing || e.what == alert_event::kind::resolved ||
+                             e.what == alert_event::kind::severity_changed;
+        if (!notable) {
+            if (alert_log_->should_log(spdlog::level::debug)) {
+                alert_log_->debug("{} rule={} alert_id={:016x} severity={} value={} labels={}", to_string(e.what),
+                                  e.alert.rule_name, e.alert.id, to_string(e.alert.level), e.alert.value,
+                                  e.alert.labels.to_string());
+            }
             return;
         }
-        alert_log_->debug("{} rule={} alert_id={:016x} severity={} value={} labels={}", to_string(e.what),
-                          e.alert.rule_name, e.alert.id, to_string(e.alert.level), e.alert.value,
-                          e.alert.labels.to_string());
+        auto now = std::chrono::steady_clock::now();
+        if (now - alert_log_window_start_ >= std::chrono::seconds(10)) {
+            if (alert_log_suppressed_ > 0) {
+                alert_log_->info("{} more alert changes were not logged in the last 10s; see GET /api/v1/alerts",
+                                 alert_log_suppressed_);
+            }
+            alert_log_window_start_ = now;
+            alert_log_lines_ = 0;
+            alert_log_suppressed_ = 0;
+        }
+        if (alert_log_lines_ >= 20) {
+            ++alert_log_suppressed_;
+            return;
+        }
+        ++alert_log_lines_;
+        if (e.what == alert_event::kind::resolved) {
+            alert_log_->info("resolved rule={} alert_id={:016x} reason={} labels={}", e.alert.rule_name, e.alert.id,
+                             e.alert.reason.empty() ? "recovered" : e.alert.reason, e.alert.labels.to_string());
+        } else {
+            alert_log_->info("{} rule={} alert_id={:016x} severity={} value={} labels={}", to_string(e.what),
+                             e.alert.rule_name, e.alert.id, to_string(e.alert.level), e.alert.value,
+                             e.alert.labels.to_string());
+        }
     }
 
     // ---- reload ----
@@ -379,7 +408,7 @@ private:
             if (!is_get) {
                 return method_not_allowed("GET, HEAD");
             }
-            return http_response::json(200, rules_json(*config_.rules, engine_.rule_statistics()));
+            return http_response::json(200, rules_json(*config_.rules, engine_.rule_statistics(), engine_.alerts()));
         }
         if (path == "/metrics") {
             which = endpoint::metrics;
@@ -544,6 +573,9 @@ private:
         std::chrono::steady_clock::time_point last_log{};
     };
     std::map<std::string, rejection_window> rejection_windows_;
+    std::chrono::steady_clock::time_point alert_log_window_start_{};
+    int alert_log_lines_ = 0;
+    std::uint64_t alert_log_suppressed_ = 0;
     double start_time_ = now_seconds();
     bool ready_ = false;
     bool stopping_ = false;
@@ -561,8 +593,7 @@ std::string daemon_app::render_metrics()
 
     w.family("tocsin_build_info", "gauge", "Build information; the value is always 1.");
     w.sample("tocsin_build_info", {{"version", tocsin_version}}, 1);
-    w.family("tocsin_process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.");
-    w.sample("tocsin_process_start_time_seconds", start_time_);
+    write_process_metrics(w, start_time_);
 
     w.family("tocsin_samples_ingested_total", "counter", "Samples accepted and evaluated.");
     w.sample("tocsin_samples_ingested_total", static_cast<double>(counters_.samples_accepted));

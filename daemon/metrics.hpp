@@ -47,3 +47,11 @@ std::string escape_label_value(std::string_view value);
 std::string format_sample_value(double value);
 
 } // namespace tocsin
+
+namespace tocsin {
+
+// Writes the standard process_* families (CPU seconds, resident and virtual memory, open and
+// maximum file descriptors, start time) from /proc/self, as Prometheus client libraries do.
+void write_process_metrics(metrics_writer& w, double start_time_seconds);
+
+} // namespace tocsin

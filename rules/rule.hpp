@@ -87,6 +87,7 @@ struct rule {
     int line = 0;      // 1-based position of the rule in `file`
     int column = 0;
 
+    std::string expr;   // the expression as written, for the API
     std::string metric; // required __name__ of the selected series
     std::vector<label_matcher> matchers;
     transform xform;

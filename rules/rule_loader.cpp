@@ -326,6 +326,7 @@ void rule_file_loader::load_expr(const YAML::Node& node, rule& r)
         }
         return;
     }
+    r.expr = *text;
     r.metric = std::move(parsed->metric);
     r.matchers = std::move(parsed->matchers);
     r.xform = parsed->xform;
