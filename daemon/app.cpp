@@ -294,7 +294,14 @@ private:
         sd_notify(0, "RELOADING=1\nSTATUS=reloading");
         ++reloads_total_;
         diagnostics diags;
-        auto loaded = load_config(options_.config_path, diags);
+        std::optional<loaded_config> loaded;
+        try {
+            loaded = load_config(options_.config_path, diags);
+        } catch (const std::exception& e) {
+            // A loader bug or exhausted memory must not take the running daemon down.
+            diags.add(options_.config_path, 0, 0, std::string("cannot load the configuration: ") + e.what());
+            loaded.reset();
+        }
         reload_result result;
         if (!loaded) {
             ++reload_failures_;
@@ -450,9 +457,24 @@ private:
             }
             return http_response::text(200, "");
         }
-        return http_response::text(404, "not found: " + path +
+        return http_response::text(404, "not found: " + truncate_for_message(path) +
                                             "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
                                             "/api/v1/rules, /metrics, /-/healthy, /-/ready, /-/reload\n");
+    }
+
+    // Keeps an echoed request path short in answers and logs.
+    static std::string truncate_for_message(const std::string& text)
+    {
+        constexpr std::size_t max_bytes = 200;
+        if (text.size() <= max_bytes) {
+            return text;
+        }
+        std::size_t cut = max_bytes;
+        // Back off to a UTF-8 boundary so the message stays valid text.
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) {
+            --cut;
+        }
+        return text.substr(0, cut) + "...";
     }
 
     static http_response method_not_allowed(const char* allowed)

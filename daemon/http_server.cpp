@@ -153,6 +153,17 @@ asio::awaitable<void> serve_requests(impl_ptr self, Stream& stream, connection& 
             co_await write_response(stream, http_response::text(413, message), version, false, false);
             co_return;
         }
+        // A Transfer-Encoding other than chunked would make the body run until the connection
+        // closes, so it is refused before reading (RFC 9112 section 6.3).
+        if (header.count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
+            ++self->stats.malformed;
+            co_await write_response(stream,
+                                    http_response::text(501, "unsupported Transfer-Encoding \"" +
+                                                                 std::string(header[http::field::transfer_encoding]) +
+                                                                 "\"; send the body plain or chunked\n"),
+                                    version, false, false);
+            co_return;
+        }
         if (beast::iequals(header[http::field::expect], "100-continue")) {
             http::response<http::empty_body> proceed{http::status::continue_, version};
             auto [ec, n] = co_await http::async_write(stream, proceed, use_tuple);

@@ -105,10 +105,17 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
             count = count * 10 + d;
         }
         if (count < 0 || count > (limit - total) / units[index].ms) {
-            error = fmt::format("duration \"{}\" is too large; the maximum is about 292 million years", text);
+            error = fmt::format("duration \"{}\" is too large; the maximum is 100y", text);
             return std::nullopt;
         }
         total += count * units[index].ms;
+    }
+    // Durations are added to sample timestamps; a cap of 100 years keeps every such sum far
+    // from int64 overflow and is longer than any window or timer a rule needs.
+    constexpr std::int64_t max_duration_ms = 100LL * 365 * 24 * 3600 * 1000;
+    if (total > max_duration_ms) {
+        error = fmt::format("duration \"{}\" is too large; the maximum is 100y", text);
+        return std::nullopt;
     }
     return std::chrono::milliseconds(total);
 }

@@ -13,6 +13,7 @@
 
 #include "rules/duration.hpp"
 #include "rules/expr.hpp"
+#include "rules/file_read.hpp"
 #include "rules/labels.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/yaml_check.hpp"
@@ -638,6 +639,12 @@ std::optional<condition> parse_condition(std::string_view text, std::string& err
     }
     double value = 0;
     auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+    if (ec == std::errc::result_out_of_range && ptr == number.data() + number.size()) {
+        error = fmt::format("threshold {} is out of the range of a double (about 1e-308 to 1e308); use a "
+                            "number in that range",
+                            promql::quote(text));
+        return std::nullopt;
+    }
     if (number.empty() || ec != std::errc() || ptr != number.data() + number.size()) {
         error = fmt::format("invalid threshold {}; {}", promql::quote(text), expected);
         return std::nullopt;
@@ -710,18 +717,13 @@ std::vector<rule_group> load_rule_text(std::string_view text, const std::string&
 
 std::vector<rule_group> load_rule_file(const std::string& path, diagnostics& diags)
 {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        diags.add(path, 0, 0, fmt::format("failed to read rule file: {}", std::strerror(errno)));
+    std::string content;
+    std::string problem;
+    if (!read_regular_file(path, max_config_file_bytes, content, problem)) {
+        diags.add(path, 0, 0, fmt::format("failed to read rule file: {}", problem));
         return {};
     }
-    std::ostringstream content;
-    content << in.rdbuf();
-    if (in.bad()) {
-        diags.add(path, 0, 0, fmt::format("failed to read rule file: {}", std::strerror(errno)));
-        return {};
-    }
-    return load_rule_text(content.str(), path, diags);
+    return load_rule_text(content, path, diags);
 }
 
 void validate_rule_set(const rule_set& rules, diagnostics& diags)

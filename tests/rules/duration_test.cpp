@@ -62,6 +62,16 @@ TEST_CASE("duration rejects overflow")
     CHECK_THAT(parse_error("300000000y"), Catch::Contains("too large"));
     CHECK_THAT(parse_error("99999999999999999999ms"), Catch::Contains("too large"));
     CHECK_THAT(parse_error("292471208y1000000w"), Catch::Contains("too large"));
+    CHECK_THAT(parse_error("292471200y"), Catch::Contains("the maximum is 100y"));
+    CHECK_THAT(parse_error("100y1d"), Catch::Contains("the maximum is 100y"));
+}
+
+TEST_CASE("duration accepts the 100 year maximum")
+{
+    std::string error;
+    auto parsed = parse_duration("100y", error);
+    REQUIRE(parsed);
+    CHECK(parsed->count() == 100LL * 365 * 24 * 3600 * 1000);
 }
 
 TEST_CASE("duration formats with the largest units")
