@@ -64,13 +64,21 @@ double cpu_seconds_self()
            static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
 }
 
-// Builds compressed requests. Shard s holds the series with index % shards == s, in round
-// order, so each series' samples stay in timestamp order within its shard.
-std::vector<std::vector<std::string>> build_requests(const options& opt, int shards)
+// Sample rounds are this far apart in sample time.
+constexpr std::int64_t round_ms = 15'000;
+
+std::size_t round_count(const options& opt)
+{
+    return (opt.samples + opt.series - 1) / opt.series;
+}
+
+// Builds compressed requests whose first round is stamped `base_ms`. Shard s contains the series
+// with index % shards == s, in round order, so each series' samples stay in timestamp order
+// within its shard.
+std::vector<std::vector<std::string>> build_requests(const options& opt, int shards, std::int64_t base_ms)
 {
     std::vector<std::vector<std::string>> out(static_cast<std::size_t>(shards));
-    const std::size_t rounds = (opt.samples + opt.series - 1) / opt.series;
-    const std::int64_t base_ms = 1'700'000'000'000;
+    const std::size_t rounds = round_count(opt);
     std::vector<prometheus::WriteRequest> pending(static_cast<std::size_t>(shards));
     std::size_t produced = 0;
 
@@ -100,7 +108,7 @@ std::vector<std::vector<std::string>> build_requests(const options& opt, int sha
             add_label("job", "bench");
             add_label("series", std::to_string(i));
             auto* sample = ts->add_samples();
-            sample->set_timestamp(base_ms + static_cast<std::int64_t>(round) * 15'000);
+            sample->set_timestamp(base_ms + static_cast<std::int64_t>(round) * round_ms);
             sample->set_value(value_for(i, round));
             if (static_cast<std::size_t>(pending[shard].timeseries_size()) >= opt.batch) {
                 flush(shard);
@@ -153,7 +161,7 @@ int run_in_process(const options& opt)
     ingest.max_samples_per_request = opt.batch;
     ingest_counters counters;
 
-    auto requests = build_requests(opt, 1)[0];
+    auto requests = build_requests(opt, 1, clock.now_ms())[0];
     long rss_before = peak_rss_kib_self();
 
     auto start = std::chrono::steady_clock::now();
@@ -197,7 +205,13 @@ int run_http(const options& opt)
     std::string host = host_port.substr(0, colon);
     int port = colon == std::string::npos ? 80 : std::stoi(host_port.substr(colon + 1));
 
-    auto shards = build_requests(opt, opt.connections);
+    // tocsind rejects timestamps far from its clock (limits.max_future_skew and max_sample_age),
+    // so the rounds end at the current time.
+    const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+    const auto rounds = static_cast<std::int64_t>(round_count(opt));
+    auto shards = build_requests(opt, opt.connections, now_ms - (rounds - 1) * round_ms);
     std::vector<std::size_t> failures(shards.size());
     auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> workers;

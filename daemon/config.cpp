@@ -280,7 +280,7 @@ void config_loader::load_limits(const YAML::Node& node, main_config& config)
     check_.check_keys(node, "limits",
                       {"max_body_bytes", "max_decoded_bytes", "max_samples_per_request", "max_labels_per_series",
                        "max_label_name_bytes", "max_label_value_bytes", "max_series", "per_rule_max_alerts",
-                       "max_active_alerts"});
+                       "max_active_alerts", "max_future_skew", "max_sample_age"});
     positive(node, "max_body_bytes", config.ingest.max_body_bytes, true);
     positive(node, "max_decoded_bytes", config.ingest.max_decoded_bytes, true);
     positive(node, "max_samples_per_request", config.ingest.max_samples_per_request, false);
@@ -290,6 +290,17 @@ void config_loader::load_limits(const YAML::Node& node, main_config& config)
     positive(node, "max_series", config.engine.max_series, false);
     positive(node, "per_rule_max_alerts", config.engine.per_rule_max_alerts, false);
     positive(node, "max_active_alerts", config.engine.max_active_alerts, false);
+    // Durations cannot be negative, and 0 turns the check off.
+    if (const YAML::Node n = yaml::checker::child(node, "max_future_skew"); n.IsDefined()) {
+        if (auto d = check_.duration(n, "limits.max_future_skew")) {
+            config.engine.max_future_skew = *d;
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "max_sample_age"); n.IsDefined()) {
+        if (auto d = check_.duration(n, "limits.max_sample_age")) {
+            config.engine.max_sample_age = *d;
+        }
+    }
 }
 
 std::vector<std::string> config_loader::read_tokens(const YAML::Node& node, std::string_view field,

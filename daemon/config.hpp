@@ -44,7 +44,9 @@ struct main_config {
     std::string state_dir = "/var/lib/tocsin";
     std::vector<std::string> rule_files; // globs, relative to the config file's folder
     ingest_limits ingest;
-    engine_limits engine;
+    // The daemon checks sample timestamps against its clock; engine_limits' own defaults
+    // leave the checks off for tests and backtests.
+    engine_limits engine{.max_future_skew = std::chrono::minutes(10), .max_sample_age = std::chrono::hours(24)};
     auth_config auth;
     tls_config tls;
     std::string log_level = "info";

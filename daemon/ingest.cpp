@@ -1,8 +1,13 @@
 #include "daemon/ingest.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <limits>
 
 #include <fmt/format.h>
+
+#include "daemon/api.hpp"
+#include "rules/duration.hpp"
 
 namespace tocsin {
 
@@ -22,6 +27,8 @@ const char* to_string(reject_reason r)
     case reject_reason::series_limit: return "series_limit";
     case reject_reason::out_of_order: return "out_of_order";
     case reject_reason::duplicate_sample: return "duplicate_sample";
+    case reject_reason::too_far_in_future: return "too_far_in_future";
+    case reject_reason::too_old: return "too_old";
     case reject_reason::count_: break;
     }
     return "unknown";
@@ -212,6 +219,18 @@ bool check_label(std::span<const label_view> labels, const label_view& l,
     return true;
 }
 
+// `later - earlier` as a duration such as "1y2w3d", for `later > earlier`. Distances beyond
+// the range of milliseconds, which only nonsense timestamps reach, print as a count of years.
+std::string describe_distance(time_ms earlier, time_ms later)
+{
+    const std::uint64_t ms = static_cast<std::uint64_t>(later) - static_cast<std::uint64_t>(earlier);
+    if (ms > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        constexpr std::uint64_t year_ms = 365ull * 24 * 3600 * 1000;
+        return fmt::format("{}y", ms / year_ms);
+    }
+    return format_duration(std::chrono::milliseconds(static_cast<std::int64_t>(ms)));
+}
+
 } // namespace
 
 std::string describe_series(std::span<const label_view> labels)
@@ -328,6 +347,32 @@ bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_
                 "series {}: sample at timestamp {} ms is older than the series' last sample and "
                 "was dropped; send the samples of a series in timestamp order",
                 describe_series(sorted_labels), timestamp);
+        }
+        break;
+    case ingest_status::too_far_in_future:
+        reason = reject_reason::too_far_in_future;
+        if (message) {
+            const time_ms now = eng.now_ms();
+            *message = fmt::format(
+                "series {}: sample timestamp {} ({} ms) is {} ahead of the server time {}, more than "
+                "limits.max_future_skew ({}), and was dropped; send timestamps in milliseconds since "
+                "the Unix epoch and check the sender's clock",
+                describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
+                describe_distance(now, timestamp), format_rfc3339_ms(now),
+                format_duration(eng.limits().max_future_skew));
+        }
+        break;
+    case ingest_status::too_old:
+        reason = reject_reason::too_old;
+        if (message) {
+            const time_ms now = eng.now_ms();
+            *message = fmt::format(
+                "series {}: sample timestamp {} ({} ms) is {} older than the server time {}, more "
+                "than limits.max_sample_age ({}), and was dropped; send timestamps in milliseconds "
+                "since the Unix epoch (seconds read as January 1970) and check the sender's clock",
+                describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
+                describe_distance(timestamp, now), format_rfc3339_ms(now),
+                format_duration(eng.limits().max_sample_age));
         }
         break;
     case ingest_status::series_limit:

@@ -29,6 +29,8 @@ enum class reject_reason : std::uint8_t {
     series_limit,
     out_of_order,
     duplicate_sample,
+    too_far_in_future,    // the timestamp is more than limits.max_future_skew ahead of the server clock
+    too_old,              // the timestamp is more than limits.max_sample_age behind the server clock
     count_
 };
 

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -26,11 +28,119 @@ constexpr std::string_view json_type = "application/json";
 constexpr std::string_view expected_shape =
     R"(expected {"samples":[{"labels":{"__name__":"cpu","host":"a"},"value":93.5,"timestamp_ms":1733000000000}]})";
 
-// A valid push body nests four levels deep. Deeper nesting is rejected while parsing, so that
-// a hostile body cannot build a huge tree.
+// A valid push body nests four levels deep. Deeper nesting is rejected before the tree is
+// built, so that a hostile body cannot make a huge one.
 constexpr int max_json_depth = 16;
 
-struct too_deep {};
+// A first pass over the body with nlohmann's SAX interface: it checks depth, repeated keys and
+// number range, and counts the samples, in time linear in the body and without building a
+// tree. (A parser callback would do the depth check too, but nlohmann's callback parser takes
+// time quadratic in the length of an array of objects.)
+class push_precheck final : public nlohmann::json_sax<json> {
+public:
+    explicit push_precheck(std::size_t max_samples) : max_samples_(max_samples) {}
+
+    std::string error;           // set when the pass stopped on a problem
+    std::size_t samples = 0;     // elements of the top-level "samples" array
+    bool too_many_samples = false;
+
+    bool null() override { return element(); }
+    bool boolean(bool) override { return element(); }
+    bool number_integer(number_integer_t) override { return element(); }
+    bool number_unsigned(number_unsigned_t) override { return element(); }
+    bool number_float(number_float_t, const string_t&) override { return element(); }
+    bool string(string_t&) override { return element(); }
+    bool binary(binary_t&) override { return element(); }
+
+    bool start_object(std::size_t) override
+    {
+        if (!element() || !enter()) {
+            return false;
+        }
+        keys_.emplace_back();
+        return true;
+    }
+
+    bool key(string_t& name) override
+    {
+        if (!keys_.back().insert(name).second) {
+            error = fmt::format("key {} appears twice in one JSON object; send each key once", quote_text(name));
+            return false;
+        }
+        if (depth_ == 1) {
+            in_samples_next_ = name == "samples";
+        }
+        return true;
+    }
+
+    bool end_object() override
+    {
+        keys_.pop_back();
+        return leave();
+    }
+
+    bool start_array(std::size_t) override
+    {
+        const bool is_samples = depth_ == 1 && in_samples_next_;
+        if (!element() || !enter()) {
+            return false;
+        }
+        if (is_samples) {
+            samples_depth_ = depth_;
+        }
+        return true;
+    }
+
+    bool end_array() override
+    {
+        if (depth_ == samples_depth_) {
+            samples_depth_ = -1;
+        }
+        return leave();
+    }
+
+    bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override
+    {
+        std::string_view text = e.what();
+        if (std::size_t end = text.find("] "); !text.empty() && text.front() == '[' && end != std::string_view::npos) {
+            text.remove_prefix(end + 2);
+        }
+        error = fmt::format("body is not valid JSON: {}", text);
+        return false;
+    }
+
+private:
+    // Counts an element of the samples array. The pass goes on past the limit, because it
+    // builds nothing and the answer names the full count.
+    bool element()
+    {
+        if (depth_ == samples_depth_ && samples_depth_ > 0 && ++samples > max_samples_) {
+            too_many_samples = true;
+        }
+        return true;
+    }
+
+    bool enter()
+    {
+        if (++depth_ > max_json_depth) {
+            error = fmt::format("body nests JSON deeper than {} levels", max_json_depth);
+            return false;
+        }
+        return true;
+    }
+
+    bool leave()
+    {
+        --depth_;
+        return true;
+    }
+
+    std::size_t max_samples_;
+    int depth_ = 0;
+    int samples_depth_ = -1;
+    bool in_samples_next_ = false;
+    std::vector<std::unordered_set<std::string>> keys_;
+};
 
 std::string dump(const json& document)
 {
@@ -48,16 +158,6 @@ ingest_outcome whole_request_error(std::string message, std::size_t rejected, in
     outcome.content_type = json_type;
     outcome.body = dump(json{{"accepted", 0}, {"rejected", rejected}, {"error", std::move(message)}});
     return outcome;
-}
-
-// The parser's message without its "[json.exception.parse_error.101] " prefix.
-std::string parse_error_text(const json::parse_error& error)
-{
-    std::string_view text = error.what();
-    if (std::size_t end = text.find("] "); !text.empty() && text.front() == '[' && end != std::string_view::npos) {
-        text.remove_prefix(end + 2);
-    }
-    return std::string(text);
 }
 
 bool parse_value(const json& value, double& out, std::string& error)
@@ -182,23 +282,35 @@ bool decode_sample(const json& sample, time_ms now, std::vector<label_view>& lab
 ingest_outcome ingest_json(std::string_view body, engine& eng, const ingest_limits& limits,
                            ingest_counters& counters, time_ms now)
 {
+    push_precheck precheck(limits.max_samples_per_request);
+    json::sax_parse(body.begin(), body.end(), &precheck);
+    if (!precheck.error.empty()) {
+        return whole_request_error(fmt::format("{}; {}", precheck.error, expected_shape), 0, counters);
+    }
+
+    if (precheck.too_many_samples) {
+        counters.samples_rejected[static_cast<std::size_t>(reject_reason::too_many_samples)] += precheck.samples;
+        ingest_outcome outcome;
+        outcome.http_status = 400;
+        outcome.rejected = precheck.samples;
+        outcome.content_type = json_type;
+        outcome.body = dump(json{
+            {"accepted", 0},
+            {"rejected", precheck.samples},
+            {"error", fmt::format("request holds {} samples, more than limits.max_samples_per_request "
+                                  "({}); nothing was ingested; split the batch or raise "
+                                  "limits.max_samples_per_request",
+                                  precheck.samples, limits.max_samples_per_request)},
+        });
+        return outcome;
+    }
+
     json document;
     try {
-        auto limit_depth = [](int depth, json::parse_event_t, json&) {
-            if (depth > max_json_depth) {
-                throw too_deep{};
-            }
-            return true;
-        };
-        document = json::parse(body.begin(), body.end(), limit_depth);
-    } catch (const json::parse_error& e) {
+        document = json::parse(body.begin(), body.end());
+    } catch (const json::exception& e) {
         return whole_request_error(
-            fmt::format("body is not valid JSON: {}; {}", parse_error_text(e), expected_shape), 0,
-            counters);
-    } catch (const too_deep&) {
-        return whole_request_error(
-            fmt::format("body nests JSON deeper than {} levels; {}", max_json_depth, expected_shape),
-            0, counters);
+            fmt::format("body is not valid JSON: {}; {}", e.what(), expected_shape), 0, counters);
     }
 
     if (!document.is_object()) {
@@ -219,23 +331,8 @@ ingest_outcome ingest_json(std::string_view body, engine& eng, const ingest_limi
         return whole_request_error(
             fmt::format(R"(body has no "samples" array; {})", expected_shape), 0, counters);
     }
+    // The first pass already rejected a request with more than max_samples_per_request samples.
     const auto& items = samples->get_ref<const json::array_t&>();
-    if (items.size() > limits.max_samples_per_request) {
-        counters.samples_rejected[static_cast<std::size_t>(reject_reason::too_many_samples)] += items.size();
-        ingest_outcome outcome;
-        outcome.http_status = 400;
-        outcome.rejected = items.size();
-        outcome.content_type = json_type;
-        outcome.body = dump(json{
-            {"accepted", 0},
-            {"rejected", items.size()},
-            {"error", fmt::format("request holds {} samples, more than limits.max_samples_per_request "
-                                  "({}); nothing was ingested; split the batch or raise "
-                                  "limits.max_samples_per_request",
-                                  items.size(), limits.max_samples_per_request)},
-        });
-        return outcome;
-    }
 
     thread_local std::vector<label_view> labels;
     ingest_outcome outcome;

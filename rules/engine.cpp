@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 
@@ -310,6 +311,13 @@ void adjust(std::size_t& counter, int sign)
     counter = sign > 0 ? counter + 1 : counter - 1;
 }
 
+// `later - earlier` for `later >= earlier`, exact over the whole time_ms range, where the
+// signed subtraction could overflow.
+std::uint64_t distance(time_ms earlier, time_ms later)
+{
+    return static_cast<std::uint64_t>(later) - static_cast<std::uint64_t>(earlier);
+}
+
 bool is_numeric(double value, const rule& r)
 {
     return !std::isnan(value) && (std::isfinite(value) || r.fire_on_infinity);
@@ -487,13 +495,18 @@ struct engine::impl {
         return b;
     }
 
-    void free_binding(std::uint32_t b)
+    void drop_window(binding& entry)
     {
-        binding& entry = bindings_[b];
         if (entry.window) {
             window_bytes_ -= entry.window->capacity_bytes() + sizeof(sample_window) + malloc_overhead;
             entry.window.reset();
         }
+    }
+
+    void free_binding(std::uint32_t b)
+    {
+        binding& entry = bindings_[b];
+        drop_window(entry);
         entry.next = npos;
         free_bindings_.push_back(b);
     }
@@ -628,6 +641,7 @@ struct engine::impl {
         const std::size_t n = std::min(r.tiers.size(), max_tiers);
         rec.tier_held_since.assign(r.tiers.size(), 0);
         rec.tier_released_at.assign(r.tiers.size(), 0);
+        rec.tier_levels = levels_of(r);
         for (std::size_t i = 0; i < n; ++i) {
             if ((b.held & (1u << i)) != 0) {
                 rec.tier_held_since[i] = b.tiers[i].held_since;
@@ -673,11 +687,12 @@ struct engine::impl {
         rec.no_data = true;
         rec.tier_held_since.assign(r.tiers.size(), 0);
         rec.tier_released_at.assign(r.tiers.size(), 0);
+        rec.tier_levels = levels_of(r);
         return rec;
     }
 
     void push_no_data_event(alert_event::kind what, const binding& b, const rule& r, const label_set& series,
-                            time_ms at)
+                            time_ms at, resolve_reason reason = resolve_reason::recovered)
     {
         alert_event event;
         event.what = what;
@@ -686,7 +701,7 @@ struct engine::impl {
         if (what == alert_event::kind::resolved) {
             event.alert.state = alert_state::inactive;
             event.alert.resolved_at = at;
-            event.alert.reason = reason_text(resolve_reason::recovered);
+            event.alert.reason = reason_text(reason);
             event.record.state = alert_state::inactive;
         }
         events_.push_back(std::move(event));
@@ -808,12 +823,31 @@ struct engine::impl {
 
     // -- evaluation ---------------------------------------------------------------------
 
+    // Checks a timestamp against max_future_skew and max_sample_age.
+    ingest_status check_timestamp(time_ms ts, time_ms now)
+    {
+        const auto skew = static_cast<std::uint64_t>(limits_.max_future_skew.count());
+        if (skew > 0 && ts > now && distance(now, ts) > skew) {
+            ++too_far_in_future_samples_;
+            return ingest_status::too_far_in_future;
+        }
+        const auto age = static_cast<std::uint64_t>(limits_.max_sample_age.count());
+        if (age > 0 && ts < now && distance(ts, now) > age) {
+            ++too_old_samples_;
+            return ingest_status::too_old;
+        }
+        return ingest_status::accepted;
+    }
+
     ingest_status ingest(std::span<const label_view> labels, time_ms ts, double value)
     {
+        const time_ms now = clock_.now_ms();
+        if (const ingest_status status = check_timestamp(ts, now); status != ingest_status::accepted) {
+            return status;
+        }
         const std::uint64_t fp = fingerprint_of(labels);
         std::uint32_t s = find_series(fp, labels);
         const bool stale = is_stale_marker(value);
-        const time_ms now = clock_.now_ms();
 
         if (s == npos) {
             if (stale) {
@@ -838,6 +872,9 @@ struct engine::impl {
             return ingest_status::out_of_order;
         }
 
+        if (series_[s].last_ts != no_time) {
+            apply_sample_gap(s, series_[s].last_ts, ts);
+        }
         series_entry& entry = series_[s];
         entry.last_ts = ts;
         if (stale) {
@@ -912,10 +949,20 @@ struct engine::impl {
     void apply_value(std::uint32_t b, std::uint32_t s, time_ms t, double v)
     {
         binding& entry = bindings_[b];
-        const rule& r = *slots_[entry.rule].def;
-        const std::size_t tier_count = std::min(r.tiers.size(), max_tiers);
         entry.value = v;
         entry.last_sample_at = t;
+        settle(b, s, t, v, resolve_reason::recovered, t);
+    }
+
+    // Updates the tiers with `v` (when set) at sample time `t`, moves the alert to the state
+    // its tier timers give, and publishes the change. A resolution carries `reason`, and
+    // `event_at` becomes its resolved_at.
+    void settle(std::uint32_t b, std::uint32_t s, time_ms t, std::optional<double> v, resolve_reason reason,
+                time_ms event_at)
+    {
+        binding& entry = bindings_[b];
+        const rule& r = *slots_[entry.rule].def;
+        const std::size_t tier_count = std::min(r.tiers.size(), max_tiers);
 
         const alert_state old_state = entry.state;
         const severity old_level = entry.level;
@@ -926,7 +973,9 @@ struct engine::impl {
             std::copy(std::begin(entry.tiers), std::end(entry.tiers), std::begin(saved));
         }
 
-        update_tiers(entry, r, tier_count, t, v);
+        if (v) {
+            update_tiers(entry, r, tier_count, t, *v);
+        }
 
         int top_satisfied = -1;
         int top_held = -1;
@@ -966,7 +1015,7 @@ struct engine::impl {
         const bool timers_changed = entry.held != old_held || released_mask(entry, tier_count) != old_released;
         if (new_state == old_state && new_level == old_level) {
             if (timers_changed && new_state != alert_state::inactive) {
-                after_change(b, s, alert_event::kind::updated, resolve_reason::none, t);
+                after_change(b, s, alert_event::kind::updated, resolve_reason::none, event_at);
             }
             return;
         }
@@ -980,7 +1029,7 @@ struct engine::impl {
             after_change(b, s,
                          new_state == alert_state::firing ? alert_event::kind::severity_changed
                                                           : alert_event::kind::updated,
-                         resolve_reason::none, t);
+                         resolve_reason::none, event_at);
             return;
         }
         if (old_state == alert_state::inactive) {
@@ -992,9 +1041,9 @@ struct engine::impl {
         } else if (new_state == alert_state::pending) {
             entry.fired_at = 0;
         } else {
-            entry.reason = resolve_reason::recovered;
+            entry.reason = reason;
         }
-        after_change(b, s, transition_kind(new_state), entry.reason, t);
+        after_change(b, s, transition_kind(new_state), entry.reason, event_at);
     }
 
     static std::uint8_t released_mask(const binding& entry, std::size_t tier_count)
@@ -1076,11 +1125,13 @@ struct engine::impl {
         push_no_data_event(alert_event::kind::firing, entry, r, unpack_labels(series_[s].labels.get()), now);
     }
 
-    void resolve_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
+    void resolve_no_data(std::uint32_t b, std::uint32_t s, time_ms now,
+                         resolve_reason reason = resolve_reason::recovered)
     {
         binding& entry = bindings_[b];
         const rule& r = *slots_[entry.rule].def;
-        push_no_data_event(alert_event::kind::resolved, entry, r, unpack_labels(series_[s].labels.get()), now);
+        push_no_data_event(alert_event::kind::resolved, entry, r, unpack_labels(series_[s].labels.get()), now,
+                           reason);
         account_no_data(entry, -1);
         entry.no_data_since = no_time;
     }
@@ -1107,6 +1158,60 @@ struct engine::impl {
             if (removable) {
                 remove_series(s);
             }
+        }
+    }
+
+    // Applies the no-data policies to a gap in sample time between a series' sample at
+    // `previous` and the next one at `t`. For each rule whose timeout the gap reaches, the
+    // binding ends up as tick() would have left it had the clock run through the gap. So a
+    // replayed stream gives the alerts of live traffic, and a gap counts toward `for` only
+    // under keep_state. No no-data alert is raised after the fact, because the series is back
+    // already. Resolutions carry the sample time at which the series counted as missing.
+    void apply_sample_gap(std::uint32_t s, time_ms previous, time_ms t)
+    {
+        const std::uint64_t gap = distance(previous, t);
+        // tick() forgets a series once every binding is missing and holds no alert, so that a
+        // returning sample starts with empty windows.
+        bool forgotten = true;
+        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+            const no_data_policy& policy = slots_[bindings_[b].rule].def->no_data;
+            const auto timeout = static_cast<std::uint64_t>(policy.timeout.count());
+            if (gap < timeout) {
+                forgotten = false;
+                continue;
+            }
+            // No overflow: previous + timeout <= t.
+            const time_ms missing_at = previous + policy.timeout.count();
+            switch (policy.action) {
+            case no_data_action::resolve:
+                resolve_binding(b, s, resolve_reason::missing_series, missing_at);
+                break;
+            case no_data_action::keep_state: {
+                const auto resolve_after = static_cast<std::uint64_t>(policy.resolve_after.count());
+                if (resolve_after > 0 && gap - timeout >= resolve_after) {
+                    resolve_binding(b, s, resolve_reason::missing_series, missing_at + policy.resolve_after.count());
+                }
+                break;
+            }
+            case no_data_action::alert:
+                // tick() resolves the alert and raises a no-data alert, which keeps the series
+                // (and its windows) until the no-data alert resolves.
+                resolve_binding(b, s, resolve_reason::missing_series, missing_at);
+                forgotten = false;
+                break;
+            }
+            if (bindings_[b].state != alert_state::inactive || bindings_[b].no_data_since != no_time) {
+                forgotten = false;
+            }
+        }
+        if (!forgotten) {
+            return;
+        }
+        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+            for (auto& timer : bindings_[b].tiers) {
+                timer = tier_timer{};
+            }
+            drop_window(bindings_[b]);
         }
     }
 
@@ -1145,35 +1250,102 @@ struct engine::impl {
 
     // -- reload and restore -------------------------------------------------------------
 
-    std::uint32_t find_slot(const std::string& name, std::uint64_t hash) const
+    // Returns the slot of the rule with this name. Names are unique within a rule set.
+    std::uint32_t find_slot(const std::string& name) const
     {
         for (std::uint32_t r = 0; r < slots_.size(); ++r) {
-            if (slots_[r].def->name == name && slots_[r].def->definition_hash == hash) {
+            if (slots_[r].def->name == name) {
                 return r;
             }
         }
         return npos;
     }
 
+    static bool same_transform(const transform& a, const transform& b)
+    {
+        return a.kind == b.kind && a.window == b.window && a.quantile == b.quantile && a.extrapolate == b.extrapolate;
+    }
+
+    static std::vector<severity> levels_of(const rule& r)
+    {
+        std::vector<severity> levels;
+        levels.reserve(r.tiers.size());
+        for (const auto& tr : r.tiers) {
+            levels.push_back(tr.level);
+        }
+        return levels;
+    }
+
+    // Bit i set when tier i of `r` is held and has held for its `for` at sample time `t`.
+    static std::uint8_t satisfied_mask(const binding& entry, const rule& r, time_ms t)
+    {
+        std::uint8_t mask = 0;
+        for (std::size_t i = 0; i < std::min(r.tiers.size(), max_tiers); ++i) {
+            if ((entry.held & (1u << i)) != 0 && t - entry.tiers[i].held_since >= r.tiers[i].for_duration.count()) {
+                mask |= static_cast<std::uint8_t>(1u << i);
+            }
+        }
+        return mask;
+    }
+
+    // Moves a binding's tier timers from tiers of the severities `old_levels` (in the binding's
+    // tier order) to the tiers of `new_rule` with the same severity. A tier that only the old
+    // tiers have is dropped, and one that only the new rule has starts unheld. A held tier
+    // that was satisfied (bit set in `old_satisfied`) stays satisfied at sample time `t` even
+    // if the new `for` is longer, so that an edit never sends a firing alert back to pending.
+    static void map_tiers(binding& entry, std::span<const severity> old_levels, std::uint8_t old_satisfied,
+                          const rule& new_rule, time_ms t)
+    {
+        tier_timer old_timers[max_tiers];
+        std::copy(std::begin(entry.tiers), std::end(entry.tiers), std::begin(old_timers));
+        const std::uint8_t old_held = entry.held;
+        entry.held = 0;
+        for (std::size_t i = 0; i < max_tiers; ++i) {
+            entry.tiers[i] = tier_timer{};
+            if (i >= new_rule.tiers.size()) {
+                continue;
+            }
+            const tier& tr = new_rule.tiers[i];
+            for (std::size_t j = 0; j < std::min(old_levels.size(), max_tiers); ++j) {
+                if (old_levels[j] != tr.level) {
+                    continue;
+                }
+                entry.tiers[i] = old_timers[j];
+                if ((old_held & (1u << j)) == 0) {
+                    continue;
+                }
+                entry.held |= static_cast<std::uint8_t>(1u << i);
+                if ((old_satisfied & (1u << j)) != 0) {
+                    entry.tiers[i].held_since = std::min(entry.tiers[i].held_since, t - tr.for_duration.count());
+                }
+            }
+        }
+    }
+
+    // A binding kept across an edit of its rule, to evaluate again once the counters are
+    // right.
+    struct edited_binding {
+        std::uint32_t binding = 0;
+        std::uint32_t series = 0;
+        bool same_transform = false;
+    };
+
     void replace_rules(std::shared_ptr<const rule_set> rules)
     {
         std::vector<rule_slot> old_slots = std::move(slots_);
         install_rules(rules ? std::move(rules) : std::make_shared<const rule_set>());
-        std::unordered_map<std::string_view, std::uint32_t> new_by_name;
-        for (std::uint32_t r = 0; r < slots_.size(); ++r) {
-            new_by_name.emplace(slots_[r].def->name, r);
-        }
-        // Old rule index -> new rule index for unchanged rules (same name and hash).
-        std::vector<std::uint32_t> kept(old_slots.size(), npos);
+        // Old rule index -> index of the new rule with the same name, edited or not.
+        std::vector<std::uint32_t> successor(old_slots.size(), npos);
         for (std::uint32_t r = 0; r < old_slots.size(); ++r) {
-            kept[r] = find_slot(old_slots[r].def->name, old_slots[r].def->definition_hash);
-            if (kept[r] != npos && old_slots[r].limit_exceeded) {
-                slots_[kept[r]].limit_exceeded = true;
-                slots_[kept[r]].limit_since = old_slots[r].limit_since;
+            successor[r] = find_slot(old_slots[r].def->name);
+            if (successor[r] != npos && old_slots[r].limit_exceeded) {
+                slots_[successor[r]].limit_exceeded = true;
+                slots_[successor[r]].limit_since = old_slots[r].limit_since;
             }
         }
         const time_ms now = clock_.now_ms();
 
+        std::vector<edited_binding> edited;
         std::vector<std::uint32_t> old_chain;
         for (std::uint32_t s = 0; s < series_.size(); ++s) {
             if (!series_[s].live) {
@@ -1194,7 +1366,7 @@ struct engine::impl {
                     }
                     std::uint32_t b = npos;
                     for (auto& old : old_chain) {
-                        if (old != npos && kept[bindings_[old].rule] == r) {
+                        if (old != npos && successor[bindings_[old].rule] == r) {
                             b = old;
                             old = npos;
                             break;
@@ -1202,6 +1374,11 @@ struct engine::impl {
                     }
                     if (b == npos) {
                         b = new_binding(r);
+                    } else if (const rule& old_rule = *old_slots[bindings_[b].rule].def;
+                               old_rule.definition_hash != slots_[r].def->definition_hash) {
+                        carry_over(bindings_[b], old_rule, *slots_[r].def);
+                        edited.push_back(
+                            edited_binding{b, s, same_transform(old_rule.xform, slots_[r].def->xform)});
                     }
                     bindings_[b].rule = r;
                     bindings_[b].next = npos;
@@ -1217,10 +1394,10 @@ struct engine::impl {
                 if (old == npos) {
                     continue;
                 }
-                const rule& old_rule = *old_slots[bindings_[old].rule].def;
-                const resolve_reason reason = new_by_name.contains(old_rule.name) ? resolve_reason::rule_changed
-                                                                                  : resolve_reason::rule_removed;
-                retire_binding(old, s, old_rule, reason, now);
+                const std::uint32_t old_rule = bindings_[old].rule;
+                const resolve_reason reason =
+                    successor[old_rule] != npos ? resolve_reason::rule_changed : resolve_reason::rule_removed;
+                retire_binding(old, s, *old_slots[old_rule].def, reason, now);
                 free_binding(old);
             }
             if (series_[s].first_binding == npos && candidates == nullptr) {
@@ -1229,14 +1406,51 @@ struct engine::impl {
         }
         recount();
 
+        for (const edited_binding& e : edited) {
+            reevaluate(e.binding, e.series, e.same_transform, now);
+        }
         for (std::uint32_t r = 0; r < old_slots.size(); ++r) {
-            if (old_slots[r].limit_exceeded && kept[r] == npos) {
+            if (old_slots[r].limit_exceeded && successor[r] == npos) {
                 push_limit_event(old_slots[r], false, now);
             }
         }
         for (std::uint32_t r = 0; r < slots_.size(); ++r) {
             check_rule_limit(r);
         }
+    }
+
+    // Moves the timers of a binding of `old_rule` onto the tiers of its edited version. The
+    // window restarts when the transform changed, because its samples fed another function.
+    void carry_over(binding& entry, const rule& old_rule, const rule& new_rule)
+    {
+        const std::vector<severity> old_levels = levels_of(old_rule);
+        map_tiers(entry, old_levels, satisfied_mask(entry, old_rule, entry.last_sample_at), new_rule,
+                  entry.last_sample_at);
+        if (!same_transform(old_rule.xform, new_rule.xform)) {
+            drop_window(entry);
+        }
+    }
+
+    // Evaluates an alert kept across an edit of its rule against the new rule: with its last
+    // value at its last sample time when `with_value`, else from the carried-over timers alone
+    // (when the last value came from another transform). The alert stays, changes severity or
+    // resolves with reason rule_changed. A no-data alert resolves with rule_changed when the
+    // rule no longer raises them.
+    void reevaluate(std::uint32_t b, std::uint32_t s, bool with_value, time_ms now)
+    {
+        const rule& r = *slots_[bindings_[b].rule].def;
+        if (bindings_[b].no_data_since != no_time && r.no_data.action != no_data_action::alert) {
+            resolve_no_data(b, s, now, resolve_reason::rule_changed);
+        }
+        const binding& entry = bindings_[b];
+        if (entry.state == alert_state::inactive) {
+            return;
+        }
+        std::optional<double> value;
+        if (with_value && is_numeric(entry.value, r)) {
+            value = entry.value;
+        }
+        settle(b, s, entry.last_sample_at, value, resolve_reason::rule_changed, now);
     }
 
     // Sends the resolved events of a binding whose rule changed or went away.
@@ -1271,7 +1485,7 @@ struct engine::impl {
             if (rec.state == alert_state::inactive) {
                 continue;
             }
-            const std::uint32_t r = find_slot(rec.rule_name, rec.rule_hash);
+            const std::uint32_t r = find_slot(rec.rule_name);
             if (r == npos) {
                 ++dropped;
                 continue;
@@ -1295,11 +1509,23 @@ struct engine::impl {
             while (b != npos && bindings_[b].rule != r) {
                 b = bindings_[b].next;
             }
-            if (b == npos || !restore_binding(b, rec)) {
+            const bool edited = rec.rule_hash != slots_[r].def->definition_hash;
+            if (b == npos || !restore_binding(b, rec, edited)) {
                 ++dropped;
                 continue;
             }
             series_[s].last_ts = std::max(series_[s].last_ts, rec.last_sample_at);
+            if (rec.last_sample_at > 0) {
+                // The arrival time of the last sample is not saved. In live use it is the sample
+                // time plus the sender's delay, so the sample time stands in for it, and the
+                // no-data timer continues from the last sample instead of restarting.
+                series_[s].last_arrival = std::min(now, series_[s].last_ts);
+            }
+            if (edited) {
+                // The window is empty after a restart, so the saved value is evaluated again
+                // only where it is the raw sample value.
+                reevaluate(b, s, slots_[r].def->xform.kind == transform_kind::none, now);
+            }
         }
         for (std::uint32_t r = 0; r < slots_.size(); ++r) {
             check_rule_limit(r);
@@ -1307,7 +1533,37 @@ struct engine::impl {
         return dropped;
     }
 
-    bool restore_binding(std::uint32_t b, const persisted_alert& rec)
+    // The severities of a record's tiers: those saved with it, else the rule's own when the
+    // rule is unchanged, else inferred where the record leaves no doubt. Empty when they
+    // cannot be told.
+    static std::vector<severity> record_levels(const persisted_alert& rec, const rule& r, bool edited)
+    {
+        const std::size_t count = rec.tier_held_since.size();
+        if (!rec.tier_levels.empty()) {
+            return rec.tier_levels.size() == count ? rec.tier_levels : std::vector<severity>{};
+        }
+        std::vector<severity> rule_levels = levels_of(r);
+        if (!edited) {
+            return rule_levels;
+        }
+        // A rule's tiers have distinct severities in ascending order, so one tier has the
+        // alert's level and four tiers have all severities.
+        if (count == 1) {
+            return {rec.level};
+        }
+        if (count == 4) {
+            return {severity::info, severity::warning, severity::critical, severity::page};
+        }
+        // NOTE: with two or three tiers the old severities are not saved, and they are assumed
+        // to be the edited rule's when the tier count matches and the alert's level is one of
+        // them. A record that fails this test is dropped.
+        if (count == rule_levels.size() && std::find(rule_levels.begin(), rule_levels.end(), rec.level) != rule_levels.end()) {
+            return rule_levels;
+        }
+        return {};
+    }
+
+    bool restore_binding(std::uint32_t b, const persisted_alert& rec, bool edited)
     {
         binding& entry = bindings_[b];
         const rule& r = *slots_[entry.rule].def;
@@ -1319,7 +1575,9 @@ struct engine::impl {
             }
             return true;
         }
-        if (rec.tier_held_since.size() != r.tiers.size() || rec.tier_released_at.size() != r.tiers.size()) {
+        const std::vector<severity> levels = record_levels(rec, r, edited);
+        if (levels.empty() || rec.tier_held_since.size() != levels.size() ||
+            rec.tier_released_at.size() != levels.size()) {
             return false;
         }
         account(entry, -1);
@@ -1332,7 +1590,13 @@ struct engine::impl {
         entry.fired_at = rec.fired_at;
         entry.last_sample_at = rec.last_sample_at;
         entry.held = 0;
-        for (std::size_t i = 0; i < std::min(r.tiers.size(), max_tiers); ++i) {
+        // The alert's level is its highest satisfied tier while it fires.
+        std::uint8_t satisfied = 0;
+        for (std::size_t i = 0; i < max_tiers; ++i) {
+            entry.tiers[i] = tier_timer{};
+            if (i >= levels.size()) {
+                continue;
+            }
             // NOTE: a persisted 0 means "unset", so a tier that started to hold at sample
             // time 0 (1970-01-01) restores as not held.
             if (rec.tier_held_since[i] != 0) {
@@ -1340,7 +1604,11 @@ struct engine::impl {
                 entry.tiers[i].held_since = rec.tier_held_since[i];
             }
             entry.tiers[i].released_at = rec.tier_released_at[i] != 0 ? rec.tier_released_at[i] : no_time;
+            if (rec.state == alert_state::firing && levels[i] == rec.level) {
+                satisfied |= static_cast<std::uint8_t>(1u << i);
+            }
         }
+        map_tiers(entry, levels, satisfied, r, rec.last_sample_at);
         account(entry, +1);
         return true;
     }
@@ -1440,6 +1708,8 @@ struct engine::impl {
         st.non_numeric_samples = non_numeric_samples_;
         st.out_of_order_samples = out_of_order_samples_;
         st.duplicate_samples = duplicate_samples_;
+        st.too_far_in_future_samples = too_far_in_future_samples_;
+        st.too_old_samples = too_old_samples_;
         st.series_limit_rejections = series_limit_rejections_;
         st.alert_limit_rejections = alert_limit_rejections_;
         st.state_bytes = state_bytes();
@@ -1490,6 +1760,8 @@ struct engine::impl {
     std::uint64_t non_numeric_samples_ = 0;
     std::uint64_t out_of_order_samples_ = 0;
     std::uint64_t duplicate_samples_ = 0;
+    std::uint64_t too_far_in_future_samples_ = 0;
+    std::uint64_t too_old_samples_ = 0;
     std::uint64_t series_limit_rejections_ = 0;
     std::uint64_t alert_limit_rejections_ = 0;
 };
@@ -1518,7 +1790,11 @@ void engine::set_limits(engine_limits limits)
     }
 }
 
+const engine_limits& engine::limits() const { return impl_->limits_; }
+
 const rule_set& engine::rules() const { return *impl_->rules_; }
+
+time_ms engine::now_ms() const { return impl_->clock_.now_ms(); }
 
 std::size_t engine::restore(const std::vector<persisted_alert>& records) { return impl_->restore(records); }
 

@@ -55,6 +55,9 @@ struct persisted_alert {
     bool no_data = false;
     std::vector<time_ms> tier_held_since;  // per tier of the rule; 0 = not held
     std::vector<time_ms> tier_released_at; // per tier; keep_firing_for counts from here; 0 = none
+    // The severity of each tier, so that restore() can map timers onto an edited rule. Empty
+    // when the store did not keep it; restore() then infers the severities where it can.
+    std::vector<severity> tier_levels;
 };
 
 // A change that must reach the store (and, later, the notifiers).
@@ -73,10 +76,19 @@ struct alert_event {
 
 const char* to_string(alert_event::kind k);
 
+// The struct defaults disable the timestamp checks, so tests and backtests can run on any
+// clock; the daemon's defaults (main_config) enable them.
 struct engine_limits {
     std::size_t max_series = 2'000'000;       // series beyond this are rejected on ingest
     std::size_t per_rule_max_alerts = 10'000; // pending + firing alerts of one rule
     std::size_t max_active_alerts = 50'000;   // pending + firing alerts of all rules
+    // Samples stamped more than this ahead of the clock are rejected; 0 disables the check.
+    // One sample far in the future would otherwise make every later real sample of its series
+    // out of order.
+    milliseconds max_future_skew{0};
+    // Samples stamped more than this behind the clock are rejected; 0 disables the check. It
+    // catches timestamps sent in seconds instead of milliseconds (they read as January 1970).
+    milliseconds max_sample_age{0};
 };
 
 enum class ingest_status : std::uint8_t {
@@ -85,6 +97,8 @@ enum class ingest_status : std::uint8_t {
     out_of_order, // older than the series' last sample; dropped
     series_limit, // a new series would exceed engine_limits::max_series
     stale_marker, // a Prometheus stale marker; the series is now missing
+    too_far_in_future, // the timestamp is more than max_future_skew ahead of the clock; dropped
+    too_old,           // the timestamp is more than max_sample_age behind the clock; dropped
 };
 
 struct rule_stats {
@@ -105,6 +119,8 @@ struct engine_stats {
     std::uint64_t non_numeric_samples = 0;
     std::uint64_t out_of_order_samples = 0;
     std::uint64_t duplicate_samples = 0;
+    std::uint64_t too_far_in_future_samples = 0;
+    std::uint64_t too_old_samples = 0;
     std::uint64_t series_limit_rejections = 0;
     std::uint64_t alert_limit_rejections = 0;
     std::size_t state_bytes = 0; // estimated bytes of engine state, label strings included
@@ -119,20 +135,34 @@ public:
     engine& operator=(const engine&) = delete;
 
     // Evaluates one sample. `sorted_labels` is sorted by name, has unique names and no
-    // empty values, and is only borrowed for the call.
+    // empty values, and is only borrowed for the call. A timestamp outside the limits'
+    // max_future_skew and max_sample_age is rejected before any state changes. A gap since the
+    // series' previous sample of at least a rule's no_data.timeout counts as missing data for
+    // that rule, as if the clock had run through the gap (see no_data_action).
     ingest_status ingest(std::span<const label_view> sorted_labels, time_ms timestamp, double value);
 
     // Applies no-data policies against the clock. The daemon calls it about once a second.
     void tick();
 
     // Installs a new rule set. Alerts whose rule has the same name and definition_hash keep
-    // their state; others resolve with reason rule_changed or rule_removed.
+    // their state. An edited rule (same name, other hash) keeps the alerts of the series it
+    // still selects: tier timers carry over by severity, the window restarts only when the
+    // transform changed, and each alert is evaluated again with its last value against the new
+    // tiers, so it stays, steps down or resolves with reason rule_changed. Alerts of series the
+    // edited rule no longer selects resolve with rule_changed, those of removed rules with
+    // rule_removed.
     void replace_rules(std::shared_ptr<const rule_set> rules);
     void set_limits(engine_limits limits);
+    const engine_limits& limits() const;
     const rule_set& rules() const;
+    // The injected clock's time, against which ingest() checks timestamps.
+    time_ms now_ms() const;
 
-    // Restores alerts saved by a previous process. Call before the first ingest. Records
-    // whose rule no longer exists or changed are dropped and their count returned.
+    // Restores alerts saved by a previous process. Call before the first ingest. A record of
+    // an edited rule (same name, other hash) is mapped onto the new tiers by severity as in
+    // replace_rules(). Records whose rule no longer exists, whose series the rule no longer
+    // selects, or whose tier severities cannot be told are dropped and their count returned.
+    // The no-data timer of a restored series continues from its last sample.
     std::size_t restore(const std::vector<persisted_alert>& records);
 
     // Moves out the events produced since the last call, in the order they happened.

@@ -105,7 +105,27 @@ TEST_CASE("config defaults apply to an empty file")
     CHECK(config->main.listen_address == "127.0.0.1");
     CHECK(config->main.listen_port == 9793);
     CHECK(config->main.ingest.max_body_bytes == 32u << 20);
+    CHECK(config->main.engine.max_future_skew == 10min);
+    CHECK(config->main.engine.max_sample_age == 24h);
     CHECK(config->rules->rules.empty());
+}
+
+TEST_CASE("config reads the timestamp limits as durations")
+{
+    test::temp_dir dir;
+    auto path = dir.write("tocsin.yaml", "limits: {max_future_skew: 1m30s, max_sample_age: 0s}\n");
+    diagnostics diags;
+    auto config = load_config(path, diags);
+    INFO(diags.to_string());
+    REQUIRE(config.has_value());
+    CHECK(config->main.engine.max_future_skew == 90s);
+    CHECK(config->main.engine.max_sample_age == 0ms);
+
+    path = dir.write("tocsin.yaml", "limits:\n  max_sample_age: 86400\n");
+    diagnostics bad;
+    CHECK_FALSE(load_config(path, bad).has_value());
+    REQUIRE(bad.size() == 1);
+    CHECK_THAT(bad.items()[0].to_string(), Catch::Contains(":2:19:") && Catch::Contains("limits.max_sample_age"));
 }
 
 TEST_CASE("config parses listen addresses")

@@ -321,3 +321,72 @@ TEST_CASE("json push: out-of-order sample rejected")
     CHECK(out.http_status == 400);
     CHECK(f.rejected(reject_reason::out_of_order) == 1);
 }
+
+TEST_CASE("json push: timestamps far from the clock rejected")
+{
+    engine_limits engine_config;
+    engine_config.max_future_skew = std::chrono::minutes(10);
+    engine_config.max_sample_age = std::chrono::hours(24);
+    push_fixture f(engine_config);
+
+    ingest_outcome out = f.push(json{{"samples",
+                                      {{{"metric", "cpu"}, {"value", 95}, {"timestamp_ms", t0 - 25 * 3'600'000LL}},
+                                       {{"metric", "cpu"}, {"value", 95}, {"timestamp_ms", t0 + 11 * 60'000LL}},
+                                       {{"metric", "cpu"}, {"value", 95}}}}});
+
+    CHECK(out.http_status == 400);
+    const json response = response_of(out);
+    CHECK(response["accepted"] == 1);
+    CHECK(response["rejected"] == 2);
+    REQUIRE(response["errors"].size() == 2);
+    CHECK(response["errors"][0]["index"] == 0);
+    CHECK_THAT(response["errors"][0]["error"].get<std::string>(), Catch::Contains("limits.max_sample_age (1d)"));
+    CHECK(response["errors"][1]["index"] == 1);
+    CHECK_THAT(response["errors"][1]["error"].get<std::string>(),
+               Catch::Contains("11m ahead of the server time") && Catch::Contains("limits.max_future_skew (10m)"));
+    CHECK(f.rejected(reject_reason::too_old) == 1);
+    CHECK(f.rejected(reject_reason::too_far_in_future) == 1);
+}
+
+TEST_CASE("json push: repeated keys rejected")
+{
+    push_fixture f;
+    ingest_outcome top = f.push(std::string(
+        R"({"samples":[{"metric":"cpu","labels":{"host":"a"},"value":95}],"samples":[]})"));
+    CHECK(top.http_status == 400);
+    CHECK_THAT(response_of(top)["error"].get<std::string>(), Catch::Contains(R"(key "samples" appears twice)"));
+
+    ingest_outcome inner = f.push(std::string(R"({"samples":[{"metric":"cpu","value":1,"value":2}]})"));
+    CHECK(inner.http_status == 400);
+    CHECK_THAT(response_of(inner)["error"].get<std::string>(), Catch::Contains(R"(key "value" appears twice)"));
+    CHECK(f.eng.stats().samples_evaluated == 0);
+}
+
+TEST_CASE("json push: numbers beyond double range give 400")
+{
+    push_fixture f;
+    for (std::string number : {"1e400", "-1e400"}) {
+        ingest_outcome out =
+            f.push(R"({"samples":[{"metric":"cpu","labels":{"host":"a"},"value":)" + number + "}]}");
+        CHECK(out.http_status == 400);
+        CHECK_THAT(response_of(out)["error"].get<std::string>(), Catch::Contains(number));
+    }
+    ingest_outcome stamp = f.push(std::string(R"({"samples":[{"metric":"cpu","value":1,"timestamp_ms":1e400}]})"));
+    CHECK(stamp.http_status == 400);
+}
+
+TEST_CASE("json push: long array of objects is checked in one pass")
+{
+    // 200,000 empty objects took seconds with a parser callback, whose cost grows with the
+    // square of the array length; the first pass rejects the count without building them.
+    push_fixture f;
+    f.limits.max_samples_per_request = 1000;
+    std::string body = R"({"samples":[)";
+    for (int i = 0; i < 200000; ++i) {
+        body += i == 0 ? "{}" : ",{}";
+    }
+    body += "]}";
+    ingest_outcome out = f.push(body);
+    CHECK(out.http_status == 400);
+    CHECK(response_of(out)["rejected"] == 200000);
+}

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <snappy.h>
 
+#include "daemon/api.hpp"
 #include "daemon/engine_fixture.hpp"
 #include "daemon/ingest.hpp"
 #include "proto/remote.pb.h"
@@ -703,4 +704,64 @@ TEST_CASE("remote_write: damaged bodies never crash")
         INFO("round " << round);
         CHECK(accepted_status(out.http_status));
     }
+}
+
+namespace {
+
+engine_limits daemon_time_limits()
+{
+    engine_limits limits;
+    limits.max_future_skew = std::chrono::minutes(10);
+    limits.max_sample_age = std::chrono::hours(24);
+    return limits;
+}
+
+} // namespace
+
+TEST_CASE("remote_write: timestamp far in the future reported")
+{
+    rw_fixture f(daemon_time_limits());
+    const time_ms year_ahead = t0 + 365LL * 24 * 3'600'000;
+    prometheus::WriteRequest future;
+    add_series(future, cpu_a, {{95.0, year_ahead}});
+    ingest_outcome out = f.send(future);
+
+    CHECK(out.http_status == 400);
+    CHECK(out.accepted == 0);
+    CHECK_THAT(out.body, Catch::Contains("host=\"a\""));
+    CHECK_THAT(out.body, Catch::Contains("sample timestamp " + format_rfc3339_ms(year_ahead)));
+    CHECK_THAT(out.body, Catch::Contains("1y ahead of the server time " + format_rfc3339_ms(t0)));
+    CHECK_THAT(out.body, Catch::Contains("limits.max_future_skew (10m)"));
+    CHECK_THAT(out.body, Catch::Contains("send timestamps in milliseconds since the Unix epoch"));
+    CHECK_THAT(out.body, Catch::Contains("check the sender's clock"));
+    CHECK(f.rejected(reject_reason::too_far_in_future) == 1);
+    CHECK(std::string(to_string(reject_reason::too_far_in_future)) == "too_far_in_future");
+
+    // The rejected sample left no trace, so the real one is not out of order.
+    prometheus::WriteRequest real;
+    add_series(real, cpu_a, {{95.0, t0}});
+    CHECK(f.send(real).http_status == 204);
+    CHECK(f.find_alert("HighCpu", "host", "a"));
+}
+
+TEST_CASE("remote_write: timestamp in seconds reported as too old")
+{
+    rw_fixture f(daemon_time_limits());
+    const time_ms seconds = t0 / 1000;
+    prometheus::WriteRequest request;
+    add_series(request, cpu_a, {{95.0, seconds}});
+    add_series(request, cpu_b, {{95.0, t0}});
+    ingest_outcome out = f.send(request);
+
+    CHECK(out.http_status == 400);
+    CHECK(out.accepted == 1);
+    CHECK_THAT(out.body, Catch::Contains("sample timestamp " + format_rfc3339_ms(seconds)));
+    CHECK_THAT(out.body, Catch::Contains("1970-01-21T"));
+    CHECK_THAT(out.body, Catch::Contains("older than the server time " + format_rfc3339_ms(t0)));
+    CHECK_THAT(out.body, Catch::Contains("limits.max_sample_age (1d)"));
+    CHECK_THAT(out.body, Catch::Contains("send timestamps in milliseconds since the Unix epoch"));
+    CHECK(f.rejected(reject_reason::too_old) == 1);
+    CHECK(std::string(to_string(reject_reason::too_old)) == "too_old");
+    CHECK_FALSE(f.find_alert("HighCpu", "host", "a"));
+    CHECK(f.find_alert("HighCpu", "host", "b"));
 }

@@ -649,7 +649,7 @@ TEST_CASE("engine: max_series rejects new series and keeps existing ones")
     CHECK(events[0].alert.labels.get("pod") == "p1");
 }
 
-TEST_CASE("engine: replace_rules keeps unchanged rules and resolves the others")
+TEST_CASE("engine: replace_rules keeps rules that keep their name")
 {
     auto keep = make_rule("Keep", "m", {make_tier(severity::warning, compare_op::greater, 1)});
     auto change = make_rule("Change", "m", {make_tier(severity::warning, compare_op::greater, 1)});
@@ -664,34 +664,34 @@ TEST_CASE("engine: replace_rules keeps unchanged rules and resolves the others")
     auto added = make_rule("Added", "m", {make_tier(severity::warning, compare_op::greater, 1)});
     h.eng.replace_rules(make_rules({keep, changed, added}));
 
+    // The edited rule still holds for the last value 5, so only the removed rule resolves.
     auto events = h.events();
-    REQUIRE(events.size() == 2);
+    REQUIRE(events.size() == 1);
     CHECK(events[0].what == kind::resolved);
-    CHECK(events[1].what == kind::resolved);
-    for (auto& e : events) {
-        if (e.alert.rule_name == "Change") {
-            CHECK(e.alert.reason == "rule_changed");
-        } else {
-            CHECK(e.alert.rule_name == "Remove");
-            CHECK(e.alert.reason == "rule_removed");
-        }
-    }
+    CHECK(events[0].alert.rule_name == "Remove");
+    CHECK(events[0].alert.reason == "rule_removed");
     auto kept = h.alert_for("Keep");
     REQUIRE(kept);
     CHECK(kept->fired_at == 0);
-    CHECK_FALSE(h.alert_for("Change"));
+    auto edited = h.alert_for("Change");
+    REQUIRE(edited);
+    CHECK(edited->state == alert_state::firing);
+    CHECK(edited->fired_at == 0);
 
-    // The next sample starts the changed and the added rule from scratch; Keep stays quiet.
+    // The next sample starts the added rule; Keep and Change stay quiet.
     h.push(series, 15'000, 5);
     events = h.events();
-    REQUIRE(events.size() == 2);
-    for (auto& e : events) {
-        CHECK(e.what == kind::firing);
-        CHECK(e.alert.rule_name != "Keep");
-        CHECK(e.alert.fired_at == 15'000);
-    }
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.rule_name == "Added");
+    CHECK(events[0].alert.fired_at == 15'000);
     CHECK(h.eng.stats().firing == 3);
     CHECK(h.eng.rules().rules.size() == 3);
+    for (const auto& record : h.eng.persisted_state()) {
+        if (record.rule_name == "Change") {
+            CHECK(record.rule_hash == changed->definition_hash);
+        }
+    }
 }
 
 TEST_CASE("engine: restore brings alerts back with their timers")
@@ -710,10 +710,10 @@ TEST_CASE("engine: restore brings alerts back with their timers")
     }
     REQUIRE(saved.size() == 2);
 
-    // A record for a changed rule is dropped.
-    persisted_alert changed = saved[0];
-    changed.rule_hash += 1;
-    saved.push_back(changed);
+    // A record of a rule that no longer exists is dropped.
+    persisted_alert removed = saved[0];
+    removed.rule_name = "Removed";
+    saved.push_back(removed);
 
     harness h(rules);
     CHECK(h.eng.restore(saved) == 1);
@@ -755,4 +755,583 @@ TEST_CASE("engine: state estimate grows with series")
     CHECK(st.label_bytes > 1000 * 20);
     CHECK(st.state_bytes > empty + st.label_bytes);
     CHECK(st.state_bytes < empty + st.label_bytes + 1000 * 400);
+}
+
+// ---------------------------------------------------------------------------------------
+// Reload of edited rules
+
+namespace {
+
+std::shared_ptr<rule> edit_of(const std::shared_ptr<rule>& r)
+{
+    auto edited = std::make_shared<rule>(*r);
+    edited->definition_hash += 1;
+    return edited;
+}
+
+} // namespace
+
+TEST_CASE("engine: edited rule keeps a breaching alert")
+{
+    auto r = make_rule("HighLatency", "latency", {make_tier(severity::warning, compare_op::greater, 100, 1min)});
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "latency"}, {"job", "api"}};
+    h.live(series, 0, 170);
+    h.live(series, 60'000, 170);
+    auto events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[1].what == kind::firing);
+    const std::uint64_t id = events[1].alert.id;
+
+    auto edited = edit_of(r);
+    edited->tiers[0].when.threshold = 120;
+    h.clock.set_ms(70'000);
+    h.eng.replace_rules(make_rules({edited}));
+
+    CHECK(h.events().empty());
+    auto a = h.alert_for("HighLatency");
+    REQUIRE(a);
+    CHECK(a->id == id);
+    CHECK(a->state == alert_state::firing);
+    CHECK(a->active_at == 0);
+    CHECK(a->fired_at == 60'000);
+    const auto records = h.eng.persisted_state();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].rule_hash == edited->definition_hash);
+
+    // Still breaching: no new page.
+    h.live(series, 75'000, 170);
+    CHECK(h.events().empty());
+}
+
+TEST_CASE("engine: edited rule resolves a recovered alert")
+{
+    auto r = make_rule("HighLatency", "latency", {make_tier(severity::warning, compare_op::greater, 100)});
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "latency"}, {"job", "api"}};
+    h.live(series, 0, 110);
+    REQUIRE(h.events().size() == 1);
+
+    auto edited = edit_of(r);
+    edited->tiers[0].when.threshold = 120;
+    h.clock.set_ms(30'000);
+    h.eng.replace_rules(make_rules({edited}));
+
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "rule_changed");
+    CHECK(events[0].alert.resolved_at == 30'000);
+    CHECK(events[0].record.state == alert_state::inactive);
+    CHECK_FALSE(h.alert_for("HighLatency"));
+    CHECK(h.eng.stats().firing == 0);
+
+    // A later breach starts a new alert under the new threshold.
+    h.live(series, 45'000, 115);
+    CHECK(h.events().empty());
+    h.live(series, 60'000, 125);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+}
+
+TEST_CASE("engine: reload maps tier timers by severity")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95, 1min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 97);
+    h.push(cpu("a"), 30'000, 97);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].alert.level == severity::warning);
+
+    // A new page tier starts to hold at the last sample; critical keeps its timer from 0.
+    auto edited = edit_of(r);
+    edited->tiers.push_back(make_tier(severity::page, compare_op::greater, 96, 2min));
+    h.eng.replace_rules(make_rules({edited}));
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::updated);
+    CHECK(events[0].record.tier_held_since == std::vector<time_ms>{0, 0, 30'000});
+    CHECK(events[0].record.tier_levels ==
+          std::vector<severity>{severity::warning, severity::critical, severity::page});
+
+    h.push(cpu("a"), 60'000, 97);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+
+    h.push(cpu("a"), 150'000, 97);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::page);
+
+    // Dropping the tiers above warning steps the alert down instead of resolving it.
+    auto warning_only = edit_of(edited);
+    warning_only->tiers.resize(1);
+    h.eng.replace_rules(make_rules({warning_only}));
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::warning);
+    CHECK(events[0].alert.fired_at == 0);
+    CHECK(events[0].record.tier_held_since == std::vector<time_ms>{0});
+}
+
+TEST_CASE("engine: longer for keeps an alert firing")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    h.push(cpu("a"), 60'000, 90);
+    REQUIRE(h.events().size() == 2);
+
+    auto edited = edit_of(r);
+    edited->tiers[0].for_duration = 10min;
+    h.eng.replace_rules(make_rules({edited}));
+    h.push(cpu("a"), 75'000, 90);
+
+    for (const auto& e : h.events()) {
+        CHECK(e.what != kind::pending);
+        CHECK(e.what != kind::resolved);
+    }
+    auto a = h.alert_for("HighCpu");
+    REQUIRE(a);
+    CHECK(a->state == alert_state::firing);
+    CHECK(a->fired_at == 60'000);
+}
+
+TEST_CASE("engine: reload restarts window on transform change")
+{
+    auto r = make_rule("MeanHigh", "m", {make_tier(severity::warning, compare_op::greater, 10)});
+    r->xform.kind = transform_kind::avg;
+    r->xform.window = 1min;
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "m"}};
+    h.push(series, 0, 20);
+    h.push(series, 10'000, 20);
+    REQUIRE(h.events().size() == 1);
+
+    // Threshold edit: the window keeps 20 and 20, so 14 gives a mean of 18 > 15.
+    auto threshold = edit_of(r);
+    threshold->tiers[0].when.threshold = 15;
+    h.eng.replace_rules(make_rules({threshold}));
+    CHECK(h.events().empty());
+    h.push(series, 20'000, 14);
+    CHECK(h.events().empty());
+    REQUIRE(h.alert_for("MeanHigh"));
+    CHECK(h.alert_for("MeanHigh")->value == Approx(18));
+
+    // Window edit: the old mean came from another function, so the alert waits for the next
+    // value, and the new window contains that sample alone.
+    auto window = edit_of(threshold);
+    window->xform.window = 2min;
+    h.eng.replace_rules(make_rules({window}));
+    CHECK(h.events().empty());
+    REQUIRE(h.alert_for("MeanHigh"));
+    h.push(series, 30'000, 14);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "recovered");
+    CHECK(events[0].alert.value == 14);
+}
+
+TEST_CASE("engine: reload resolves deselected series")
+{
+    std::string error;
+    auto r = make_rule("Down", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    auto both = label_matcher::make("job", match_op::regex, "a|b", error);
+    REQUIRE(both);
+    r->matchers.push_back(*both);
+    harness h(make_rules({r}));
+    h.push(label_set{{"__name__", "up"}, {"job", "a"}}, 0, 0);
+    h.push(label_set{{"__name__", "up"}, {"job", "b"}}, 0, 0);
+    REQUIRE(h.events().size() == 2);
+
+    auto edited = edit_of(r);
+    auto only_a = label_matcher::make("job", match_op::equal, "a", error);
+    REQUIRE(only_a);
+    edited->matchers = {*only_a};
+    h.eng.replace_rules(make_rules({edited}));
+
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "rule_changed");
+    CHECK(events[0].alert.labels.get("job") == "b");
+    auto alerts = h.eng.alerts();
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].labels.get("job") == "a");
+}
+
+TEST_CASE("engine: reload resolves an obsolete no-data alert")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    r->no_data = no_data_policy{1min, no_data_action::alert, 0ms, severity::critical};
+    harness h(make_rules({r}));
+    h.live(label_set{{"__name__", "up"}}, 0, 1);
+    h.clock.set_ms(60'000);
+    h.eng.tick();
+    REQUIRE(h.events().size() == 1);
+
+    auto edited = edit_of(r);
+    edited->no_data = no_data_policy{1min, no_data_action::keep_state, 0ms, severity::warning};
+    h.eng.replace_rules(make_rules({edited}));
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.no_data);
+    CHECK(events[0].alert.reason == "rule_changed");
+    CHECK(h.eng.alerts().empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Restore across a restart
+
+TEST_CASE("engine: restore maps an edited rule by severity")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95, 1min)});
+    std::vector<persisted_alert> saved;
+    {
+        harness h(make_rules({r}));
+        h.push(cpu("a"), 1'000'000, 97);
+        h.push(cpu("b"), 1'000'000, 85);
+        h.push(cpu("a"), 1'030'000, 97);
+        saved = h.eng.persisted_state();
+    }
+    REQUIRE(saved.size() == 2);
+    const bool levels_saved = GENERATE(true, false);
+    if (!levels_saved) {
+        // A store that does not keep the severities: they are inferred from the rule.
+        for (auto& record : saved) {
+            record.tier_levels.clear();
+        }
+    }
+
+    auto edited = edit_of(r);
+    edited->tiers[0].when.threshold = 90;
+    harness h(make_rules({edited}));
+    h.clock.set_ms(1'040'000);
+    CHECK(h.eng.restore(saved) == 0);
+
+    // b (85) no longer breaches the warning tier; a keeps its critical timer from 1'000'000.
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "rule_changed");
+    CHECK(events[0].alert.labels.get("instance") == "b");
+    CHECK(events[0].alert.resolved_at == 1'040'000);
+
+    h.push(cpu("a"), 1'060'000, 97);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+    CHECK(events[0].alert.active_at == 1'000'000);
+}
+
+TEST_CASE("engine: restore drops records with unknown severities")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::info, compare_op::greater, 50),
+                        make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95)});
+    std::vector<persisted_alert> saved;
+    {
+        harness h(make_rules({r}));
+        h.push(cpu("a"), 1'000'000, 85);
+        saved = h.eng.persisted_state();
+    }
+    REQUIRE(saved.size() == 1);
+    saved[0].tier_levels.clear();
+
+    // Two tiers now: the three saved timers cannot be matched to severities.
+    auto edited = edit_of(r);
+    edited->tiers.erase(edited->tiers.begin());
+    harness h(make_rules({edited}));
+    CHECK(h.eng.restore(saved) == 1);
+    CHECK(h.eng.alerts().empty());
+
+    // With the severities saved, the same record maps onto the two tiers.
+    saved[0].tier_levels = {severity::info, severity::warning, severity::critical};
+    harness with_levels(make_rules({edited}));
+    CHECK(with_levels.eng.restore(saved) == 0);
+    auto a = with_levels.alert_for("HighCpu");
+    REQUIRE(a);
+    CHECK(a->level == severity::warning);
+    CHECK(a->state == alert_state::firing);
+}
+
+TEST_CASE("engine: restore continues the no-data timer")
+{
+    auto r = make_rule("Up", "up", {make_tier(severity::warning, compare_op::equal, 0)});
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    const label_set series{{"__name__", "up"}, {"pod", "p1"}};
+    std::vector<persisted_alert> saved;
+    {
+        harness h(make_rules({r}));
+        h.live(series, 1'000'000, 0);
+        saved = h.eng.persisted_state();
+    }
+    REQUIRE(saved.size() == 1);
+
+    SECTION("restart within the timeout")
+    {
+        harness h(make_rules({r}));
+        h.clock.set_ms(1'000'000 + 120'000);
+        REQUIRE(h.eng.restore(saved) == 0);
+        h.clock.set_ms(1'000'000 + 300'000 - 1);
+        h.eng.tick();
+        CHECK(h.events().empty());
+        h.clock.set_ms(1'000'000 + 300'000);
+        h.eng.tick();
+        auto events = h.events();
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].what == kind::resolved);
+        CHECK(events[0].alert.reason == "missing_series");
+    }
+    SECTION("restart after the timeout")
+    {
+        harness h(make_rules({r}));
+        h.clock.set_ms(1'000'000 + 600'000);
+        REQUIRE(h.eng.restore(saved) == 0);
+        h.eng.tick();
+        auto events = h.events();
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].alert.reason == "missing_series");
+    }
+    SECTION("last sample ahead of the clock")
+    {
+        // The timer never starts later than the restart.
+        harness h(make_rules({r}));
+        h.clock.set_ms(900'000);
+        REQUIRE(h.eng.restore(saved) == 0);
+        h.clock.set_ms(900'000 + 300'000);
+        h.eng.tick();
+        auto events = h.events();
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].alert.reason == "missing_series");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gaps in sample time
+
+TEST_CASE("engine: gap resolves under no_data resolve")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    harness h(make_rules({r}));
+    // A replay: the clock stays at 0, so only sample time shows the gap.
+    h.push(cpu("a"), 0, 90);
+    h.push(cpu("a"), 30'000, 90);
+    REQUIRE(h.events().size() == 1);
+
+    h.push(cpu("a"), 600'000, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "missing_series");
+    CHECK(events[0].alert.resolved_at == 330'000);
+    CHECK(events[1].what == kind::pending);
+    CHECK(events[1].alert.active_at == 600'000);
+
+    // The gap never counted toward `for`.
+    h.push(cpu("a"), 630'000, 90);
+    CHECK(h.events().empty());
+    h.push(cpu("a"), 660'000, 90);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.fired_at == 660'000);
+}
+
+TEST_CASE("engine: gap below the timeout changes nothing")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    REQUIRE(h.events().size() == 1);
+    h.push(cpu("a"), 299'999, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.active_at == 0);
+}
+
+TEST_CASE("engine: gap keeps state until resolve_after")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->no_data = no_data_policy{1min, no_data_action::keep_state, 10min, severity::warning};
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    REQUIRE(h.events().size() == 1);
+
+    // Missing from 1m, 4 min short of resolve_after: the pending timer keeps running.
+    h.push(cpu("a"), 300'000, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.active_at == 0);
+
+    // Silent for 11 min: missing from 5m+1m, resolved 10 min later.
+    h.push(cpu("a"), 960'000, 90);
+    events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "missing_series");
+    CHECK(events[0].alert.resolved_at == 300'000 + 60'000 + 600'000);
+    CHECK(events[1].what == kind::pending);
+    CHECK(events[1].alert.active_at == 960'000);
+}
+
+TEST_CASE("engine: gap under no_data alert resets timers")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 5min)});
+    r->no_data = no_data_policy{1min, no_data_action::alert, 0ms, severity::critical};
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    REQUIRE(h.events().size() == 1);
+
+    h.push(cpu("a"), 120'000, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "missing_series");
+    CHECK_FALSE(events[0].alert.no_data);
+    CHECK(events[1].what == kind::pending);
+    CHECK_FALSE(events[1].alert.no_data);
+    for (const auto& a : h.eng.alerts()) {
+        CHECK_FALSE(a.no_data);
+    }
+
+    // `for` counts from the return at 2m, not from 0.
+    for (time_ms t = 150'000; t < 420'000; t += 30'000) {
+        h.push(cpu("a"), t, 90);
+    }
+    CHECK(h.events().empty());
+    h.push(cpu("a"), 420'000, 90);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+}
+
+TEST_CASE("engine: gap empties windows of forgotten series")
+{
+    auto r = make_rule("MeanHigh", "m", {make_tier(severity::warning, compare_op::greater, 10)});
+    r->xform.kind = transform_kind::avg;
+    r->xform.window = 30min;
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "m"}};
+    h.push(series, 0, 100);
+    h.push(series, 10'000, 100);
+    REQUIRE(h.events().size() == 1);
+
+    // tick() would have forgotten the series, so the old samples are gone: the mean is 0, not
+    // (100 + 100 + 0) / 3.
+    h.push(series, 20 * 60'000, 0);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
+    CHECK(events[0].alert.reason == "missing_series");
+    h.push(series, 20 * 60'000 + 10'000, 15);
+    CHECK(h.events().empty());
+    h.push(series, 20 * 60'000 + 20'000, 25);
+    events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.value == Approx(40.0 / 3));
+}
+
+TEST_CASE("engine: replay with a gap matches live traffic")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->no_data = no_data_policy{5min, no_data_action::resolve, 0ms, severity::warning};
+    // Samples every 15 s for [0, 2m), none for [2m, 10m), samples again for [10m, 12m).
+    auto run = [&](bool live) {
+        harness h(make_rules({r}));
+        std::vector<alert_event> out;
+        for (time_ms t = 0; t < 12 * 60'000; t += 15'000) {
+            const bool has_sample = t < 2 * 60'000 || t >= 10 * 60'000;
+            if (live) {
+                h.clock.set_ms(t);
+                if (has_sample) {
+                    h.push(cpu("a"), t, 90);
+                }
+                h.eng.tick();
+            } else if (has_sample) {
+                h.push(cpu("a"), t, 90);
+            }
+            for (auto& e : h.events()) {
+                out.push_back(std::move(e));
+            }
+        }
+        return out;
+    };
+    const auto live = run(true);
+    const auto replay = run(false);
+    // pending, firing, resolved (missing_series), pending, firing
+    REQUIRE(live.size() == 5);
+    REQUIRE(replay.size() == live.size());
+    for (std::size_t i = 0; i < live.size(); ++i) {
+        INFO("event " << i);
+        CHECK(replay[i].what == live[i].what);
+        CHECK(replay[i].alert.reason == live[i].alert.reason);
+        CHECK(replay[i].alert.active_at == live[i].alert.active_at);
+        CHECK(replay[i].alert.fired_at == live[i].alert.fired_at);
+        CHECK(replay[i].alert.resolved_at == live[i].alert.resolved_at);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Timestamps far from the clock
+
+TEST_CASE("engine: far-off timestamps rejected before state changes")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    engine_limits limits;
+    limits.max_future_skew = 10min;
+    limits.max_sample_age = 24h;
+    harness h(make_rules({r}), limits);
+    const time_ms now = 1'733'000'000'000;
+    h.clock.set_ms(now);
+
+    // One year ahead: rejected, so later real samples are not out of order.
+    CHECK(h.push(cpu("a"), now + 365LL * 24 * 3'600'000, 90) == ingest_status::too_far_in_future);
+    CHECK(h.eng.stats().series == 0);
+    CHECK(h.push(cpu("a"), now, 90) == ingest_status::accepted);
+    CHECK(h.push(cpu("a"), now + 10 * 60'000, 90) == ingest_status::accepted);
+    CHECK(h.push(cpu("a"), now + 10 * 60'000 + 15'001, 90) == ingest_status::too_far_in_future);
+
+    // Seconds instead of milliseconds read as January 1970: rejected.
+    CHECK(h.push(cpu("b"), now / 1000, 90) == ingest_status::too_old);
+    CHECK(h.push(cpu("b"), now - 24 * 3'600'000 - 1, 90) == ingest_status::too_old);
+    CHECK(h.push(cpu("b"), now - 24 * 3'600'000, 90) == ingest_status::accepted);
+    // Extreme values cannot overflow the checks.
+    CHECK(h.push(cpu("c"), std::numeric_limits<time_ms>::max(), 90) == ingest_status::too_far_in_future);
+    CHECK(h.push(cpu("c"), std::numeric_limits<time_ms>::min(), 90) == ingest_status::too_old);
+
+    const engine_stats st = h.eng.stats();
+    CHECK(st.too_far_in_future_samples == 3);
+    CHECK(st.too_old_samples == 3);
+    CHECK(st.samples_evaluated == 3);
+    CHECK(st.series == 2);
+}
+
+TEST_CASE("engine: timestamp checks off by default")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80)});
+    harness h(make_rules({r}));
+    h.clock.set_ms(1'733'000'000'000);
+    CHECK(h.push(cpu("a"), 5, 90) == ingest_status::accepted);
+    CHECK(h.push(cpu("a"), std::numeric_limits<time_ms>::max(), 90) == ingest_status::accepted);
 }
