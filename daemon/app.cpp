@@ -90,7 +90,7 @@ public:
             return 1;
         }
         std::size_t dropped = engine_.restore(*records);
-        log_->info("restored {} alerts from {} ({} dropped because their rule changed or is gone)",
+        log_->info("restored {} alerts from {} ({} dropped because their rule is gone or no longer selects the series)",
                    records->size() - dropped, config_.main.state_dir, dropped);
         flush_events();
 

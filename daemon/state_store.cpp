@@ -46,6 +46,11 @@ constexpr const char* migrations[] = {
             value TEXT NOT NULL
         );
     )sql",
+    // Version 2: the severity of each tier, so that a restart maps tier timers to the tiers of
+    // an edited rule by severity. Rows from version 1 get an empty list.
+    R"sql(
+        ALTER TABLE alerts ADD COLUMN tier_levels TEXT NOT NULL DEFAULT '[]'; -- JSON array of severity names
+    )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
 
@@ -105,6 +110,35 @@ std::optional<alert_state> parse_state(std::string_view name)
 }
 
 std::string times_to_json(const std::vector<time_ms>& times) { return json(times).dump(); }
+
+std::string levels_to_json(const std::vector<severity>& levels)
+{
+    json names = json::array();
+    for (severity level : levels) {
+        names.push_back(to_string(level));
+    }
+    return names.dump();
+}
+
+bool levels_from_json(const std::string& text, std::vector<severity>& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_array()) {
+        return false;
+    }
+    out.clear();
+    for (const json& item : parsed) {
+        if (!item.is_string()) {
+            return false;
+        }
+        auto level = parse_severity(item.get<std::string>());
+        if (!level) {
+            return false;
+        }
+        out.push_back(*level);
+    }
+    return true;
+}
 
 bool times_from_json(const std::string& text, std::vector<time_ms>& out)
 {
@@ -291,12 +325,12 @@ bool state_store::prepare_statements(std::string& error)
     const statement_text statements[] = {
         {&upsert_,
          "INSERT OR REPLACE INTO alerts (id, rule_name, rule_hash, series, state, severity, value, "
-         "active_at, fired_at, last_sample_at, no_data, tier_held_since, tier_released_at) "
-         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+         "active_at, fired_at, last_sample_at, no_data, tier_held_since, tier_released_at, tier_levels) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
         {&delete_, "DELETE FROM alerts WHERE id = ?"},
         {&select_all_,
          "SELECT id, rule_name, rule_hash, series, state, severity, value, active_at, fired_at, "
-         "last_sample_at, no_data, tier_held_since, tier_released_at FROM alerts ORDER BY id"},
+         "last_sample_at, no_data, tier_held_since, tier_released_at, tier_levels FROM alerts ORDER BY id"},
         {&set_meta_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"},
         {&get_meta_, "SELECT value FROM meta WHERE key = ?"},
     };
@@ -333,6 +367,8 @@ bool state_store::upsert(const persisted_alert& alert, std::string& error)
     sqlite3_bind_text(s, 12, held_json.data(), static_cast<int>(held_json.size()), SQLITE_TRANSIENT);
     std::string released_json = times_to_json(alert.tier_released_at);
     sqlite3_bind_text(s, 13, released_json.data(), static_cast<int>(released_json.size()), SQLITE_TRANSIENT);
+    std::string levels_json = levels_to_json(alert.tier_levels);
+    sqlite3_bind_text(s, 14, levels_json.data(), static_cast<int>(levels_json.size()), SQLITE_TRANSIENT);
 
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE) {
@@ -427,6 +463,7 @@ std::optional<std::vector<persisted_alert>> state_store::load_alerts(std::string
         a.no_data = sqlite3_column_int(s, 10) != 0;
         std::string held_json = text_column(s, 11);
         std::string released_json = text_column(s, 12);
+        std::string levels_json = text_column(s, 13);
 
         auto parsed_state = parse_state(state);
         auto parsed_level = parse_severity(level);
@@ -441,6 +478,8 @@ std::optional<std::vector<persisted_alert>> state_store::load_alerts(std::string
             bad_column = "tier_held_since";
         } else if (!times_from_json(released_json, a.tier_released_at)) {
             bad_column = "tier_released_at";
+        } else if (!levels_from_json(levels_json, a.tier_levels)) {
+            bad_column = "tier_levels";
         }
         if (bad_column != nullptr) {
             sqlite3_reset(s);

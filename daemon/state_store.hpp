@@ -48,7 +48,7 @@ public:
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
 private:
     state_store(sqlite3* db, std::string path);

@@ -823,9 +823,21 @@ struct engine::impl {
 
     // -- evaluation ---------------------------------------------------------------------
 
-    // Checks a timestamp against max_future_skew and max_sample_age.
+    // Checks a timestamp against max_future_skew and max_sample_age, and always against a
+    // fixed range of about +-31,700 years around the epoch. Durations are capped at 100
+    // years when rules load, so with that range `ts +- duration` never overflows int64, even
+    // when both limits are turned off.
     ingest_status check_timestamp(time_ms ts, time_ms now)
     {
+        constexpr time_ms timestamp_bound_ms = 1'000'000'000'000'000;
+        if (ts > timestamp_bound_ms) {
+            ++too_far_in_future_samples_;
+            return ingest_status::too_far_in_future;
+        }
+        if (ts < -timestamp_bound_ms) {
+            ++too_old_samples_;
+            return ingest_status::too_old;
+        }
         const auto skew = static_cast<std::uint64_t>(limits_.max_future_skew.count());
         if (skew > 0 && ts > now && distance(now, ts) > skew) {
             ++too_far_in_future_samples_;

@@ -35,6 +35,7 @@ persisted_alert make_record(std::uint64_t id, std::string host, alert_state stat
     a.no_data = false;
     a.tier_held_since = {1'733'000'000'000, 0};
     a.tier_released_at = {0, 1'733'000'030'000};
+    a.tier_levels = {severity::warning, severity::critical};
     return a;
 }
 
@@ -64,6 +65,7 @@ void check_same(const persisted_alert& a, const persisted_alert& b)
     CHECK(a.no_data == b.no_data);
     CHECK(a.tier_held_since == b.tier_held_since);
     CHECK(a.tier_released_at == b.tier_released_at);
+    CHECK(a.tier_levels == b.tier_levels);
 }
 
 std::unique_ptr<state_store> open_store(const std::string& dir)
@@ -344,4 +346,41 @@ TEST_CASE("state_store: newer schema rejected")
     CHECK_FALSE(state_store::open(dir.path().string(), error));
     CHECK_THAT(error, Catch::Contains("schema version 99"));
     CHECK_THAT(error, Catch::Contains(path));
+}
+
+TEST_CASE("state_store: version 1 database migrates with empty tier levels")
+{
+    temp_dir dir;
+    std::string path = (dir.path() / "tocsin.db").string();
+    {
+        // The version 1 schema as released, with one stored alert.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        const char* v1 = R"sql(
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (1);
+            CREATE TABLE alerts (
+                id INTEGER PRIMARY KEY, rule_name TEXT NOT NULL, rule_hash INTEGER NOT NULL,
+                series TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL, value REAL,
+                active_at INTEGER NOT NULL, fired_at INTEGER NOT NULL, last_sample_at INTEGER NOT NULL,
+                no_data INTEGER NOT NULL, tier_held_since TEXT NOT NULL, tier_released_at TEXT NOT NULL);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO alerts VALUES (7, 'HighCpu', 1, '{"__name__":"cpu","host":"a"}', 'firing',
+                'critical', 97.0, 1000, 2000, 3000, 0, '[1000]', '[0]');
+        )sql";
+        REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+
+    auto store = open_store(dir.path().string());
+    std::string error;
+    auto alerts = store->load_alerts(error);
+    INFO(error);
+    REQUIRE(alerts);
+    REQUIRE(alerts->size() == 1);
+    const auto& a = alerts->front();
+    CHECK(a.id == 7);
+    CHECK(a.state == alert_state::firing);
+    CHECK(a.tier_held_since == std::vector<time_ms>{1000});
+    CHECK(a.tier_levels.empty());
 }

@@ -1333,5 +1333,24 @@ TEST_CASE("engine: timestamp checks off by default")
     harness h(make_rules({r}));
     h.clock.set_ms(1'733'000'000'000);
     CHECK(h.push(cpu("a"), 5, 90) == ingest_status::accepted);
-    CHECK(h.push(cpu("a"), std::numeric_limits<time_ms>::max(), 90) == ingest_status::accepted);
+    CHECK(h.push(cpu("a"), 900'000'000'000'000, 90) == ingest_status::accepted);
+}
+
+TEST_CASE("engine: extreme timestamps rejected with checks off")
+{
+    // A window and a 100-year keep_firing_for added to timestamps near the int64 limits would
+    // overflow; the fixed bound keeps every sum in range.
+    auto r = make_rule("Burst", "requests_total",
+                       {make_tier(severity::warning, compare_op::greater, 0, 0ms, std::nullopt,
+                                  milliseconds(100LL * 365 * 24 * 3600 * 1000))});
+    r->xform.kind = transform_kind::rate;
+    r->xform.window = 5min;
+    harness h(make_rules({r}));
+    const label_set series{{"__name__", "requests_total"}, {"job", "api"}};
+    CHECK(h.push(series, std::numeric_limits<time_ms>::min() + 1, 1) == ingest_status::too_old);
+    CHECK(h.push(series, std::numeric_limits<time_ms>::max() - 1, 1) == ingest_status::too_far_in_future);
+    CHECK(h.push(series, -1'000'000'000'000'000, 1) == ingest_status::accepted);
+    CHECK(h.push(series, -999'999'999'999'000, 5) == ingest_status::accepted);
+    CHECK(h.push(series, 1'000'000'000'000'000, 9) == ingest_status::accepted);
+    CHECK(h.eng.stats().samples_evaluated == 3);
 }
