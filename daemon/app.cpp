@@ -126,8 +126,12 @@ private:
                 return;
             }
             if (signal_number == SIGHUP) {
-                auto result = reload("SIGHUP");
-                (void)result;
+                try {
+                    reload("SIGHUP");
+                } catch (const std::exception& e) {
+                    last_reload_ok_ = false;
+                    log_->error("reload (SIGHUP) failed: {}; keeping the running configuration", e.what());
+                }
                 wait_for_signal();
                 return;
             }

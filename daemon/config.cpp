@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "rules/file_read.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/rule_loader.hpp"
 #include "rules/yaml_check.hpp"
@@ -38,24 +39,7 @@ std::string resolve(const fs::path& base_dir, const std::string& name)
 
 bool read_file(const std::string& path, std::string& content, std::string& error)
 {
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) {
-        error = "is a folder, not a file";
-        return false;
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        error = std::strerror(errno);
-        return false;
-    }
-    std::ostringstream out;
-    out << in.rdbuf();
-    if (in.bad()) {
-        error = std::strerror(errno);
-        return false;
-    }
-    content = out.str();
-    return true;
+    return read_regular_file(path, max_config_file_bytes, content, error);
 }
 
 bool is_valid_hostname(std::string_view host)

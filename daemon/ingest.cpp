@@ -216,6 +216,22 @@ bool check_label(std::span<const label_view> labels, const label_view& l,
         }
         return false;
     }
+    // Control characters (NUL, newline, escape, ...) in a name break matchers, templates and
+    // log lines; values may hold them, because they are only ever quoted.
+    auto control = std::find_if(l.name.begin(), l.name.end(), [](char c) {
+        auto byte = static_cast<unsigned char>(c);
+        return byte < 0x20 || byte == 0x7f;
+    });
+    if (control != l.name.end()) {
+        reason = reject_reason::invalid_label_name;
+        if (message) {
+            *message = fmt::format(
+                "series {}: label name {} contains the control character 0x{:02X}; use printable "
+                "characters in label names",
+                describe_series(labels), quoted(l.name), static_cast<unsigned char>(*control));
+        }
+        return false;
+    }
     return true;
 }
 

@@ -484,8 +484,10 @@ struct problem_list {
 
 std::string render_problems(const problem_list& problems, std::size_t accepted, std::size_t rejected)
 {
-    std::string body = fmt::format("rejected {} of {} samples; the other samples were ingested\n",
-                                   rejected, accepted + rejected);
+    std::string body = accepted == 0
+                           ? fmt::format("rejected all {} samples\n", rejected)
+                           : fmt::format("rejected {} of {} samples; the other {} were ingested\n", rejected,
+                                         accepted + rejected, accepted);
     for (const std::string& message : problems.messages) {
         body += message;
         body += '\n';

@@ -327,3 +327,15 @@ TEST_CASE("config reports unreadable and malformed files")
     REQUIRE(not_map.size() == 1);
     CHECK_THAT(not_map.items()[0].to_string(), Catch::StartsWith(list + ":1:1: the config file must be a mapping"));
 }
+
+TEST_CASE("config rejects a token file that is a device")
+{
+    test::temp_dir dir;
+    dir.write("rules.yaml", "groups: []\n");
+    auto path = dir.write("tocsin.yaml", "state_dir: ./state\nrule_files: [rules.yaml]\n"
+                                         "auth:\n  write_token_files: [/dev/zero]\n");
+    diagnostics diags;
+    CHECK_FALSE(load_config(path, diags).has_value());
+    REQUIRE(diags.size() == 1);
+    CHECK_THAT(diags.items()[0].to_string(), Catch::Contains("/dev/zero") && Catch::Contains("character device"));
+}

@@ -500,6 +500,26 @@ TEST_CASE("remote_write: blank label name")
                                  {"label name \"\""});
 }
 
+TEST_CASE("remote_write: control character in label name")
+{
+    check_rejected_next_to_valid({{"__name__", "cpu"}, {std::string("a\0b", 3), "x"}},
+                                 reject_reason::invalid_label_name,
+                                 {"control character 0x00", "printable characters"});
+    check_rejected_next_to_valid({{"__name__", "cpu"}, {"line\nbreak", "x"}}, reject_reason::invalid_label_name,
+                                 {"control character 0x0A"});
+}
+
+TEST_CASE("remote_write: all samples rejected says so")
+{
+    rw_fixture f;
+    prometheus::WriteRequest request;
+    add_series(request, {{"__name__", "cpu"}, {" ", "x"}}, {{95.0, t0}});
+    ingest_outcome out = f.send(request);
+    CHECK(out.http_status == 400);
+    CHECK_THAT(out.body, Catch::StartsWith("rejected all 1 samples"));
+    CHECK_THAT(out.body, !Catch::Contains("were ingested"));
+}
+
 TEST_CASE("remote_write: duplicate label name")
 {
     check_rejected_next_to_valid({{"__name__", "cpu"}, {"host", "a"}, {"host", "b"}},
