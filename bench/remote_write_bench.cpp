@@ -219,6 +219,8 @@ int run_http(const options& opt)
         workers.emplace_back([&, s] {
             httplib::Client client(host, port);
             client.set_keep_alive(true);
+            // Without TCP_NODELAY the separate header and body writes wait on delayed ACKs.
+            client.set_tcp_nodelay(true);
             httplib::Headers headers = {{"Content-Encoding", "snappy"},
                                         {"X-Prometheus-Remote-Write-Version", "0.1.0"},
                                         {"User-Agent", "tocsin-remote-write-bench"}};

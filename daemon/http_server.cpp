@@ -284,6 +284,9 @@ asio::awaitable<void> run_accept_loop(impl_ptr self)
             co_await backoff.async_wait(use_tuple);
             continue;
         }
+        // Responses are small and written whole; Nagle's algorithm would only hold them back.
+        boost::system::error_code nodelay_ec;
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
         auto log = self->log;
         auto on_done = [log](std::exception_ptr error) { log_session_exception(log, error); };
         if (self->tls) {
