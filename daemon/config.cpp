@@ -409,8 +409,11 @@ void config_loader::load_rule_globs(const YAML::Node& node, loaded_config& out)
         glob_t matches{};
         const int rc = ::glob(full.c_str(), GLOB_BRACE, nullptr, &matches);
         if (rc == GLOB_NOMATCH) {
-            check_.error(item, fmt::format("rule_files entry {} matches no file (looked for {})",
-                                           promql::quote(*pattern), promql::quote(full)));
+            std::error_code absolute_ec;
+            auto shown = fs::absolute(full, absolute_ec).lexically_normal().string();
+            check_.error(item, fmt::format("rule_files entry {} matches no file (looked for {}); relative "
+                                           "globs start at the config file's folder",
+                                           promql::quote(*pattern), promql::quote(absolute_ec ? full : shown)));
         } else if (rc != 0) {
             check_.error(item, fmt::format("failed to expand rule_files entry {}: {}", promql::quote(*pattern),
                                            rc == GLOB_NOSPACE ? "out of memory" : "a folder could not be read"));

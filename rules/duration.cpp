@@ -42,6 +42,23 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         error = fmt::format("negative duration \"{}\"; {}", text, expected);
         return std::nullopt;
     }
+    if (text.find_first_of(" \t") != std::string_view::npos) {
+        // "5 min" and "1h 30m" are common first attempts; say what to write instead.
+        std::string squeezed;
+        for (char c : text) {
+            if (c != ' ' && c != '\t') {
+                squeezed.push_back(c);
+            }
+        }
+        for (std::string_view word : {"mins", "min", "secs", "sec", "hours", "hour", "days", "day"}) {
+            if (squeezed.ends_with(word)) {
+                squeezed.replace(squeezed.size() - word.size(), word.size(), word.substr(0, 1));
+                break;
+            }
+        }
+        error = fmt::format("invalid duration \"{}\": spaces are not allowed; write \"{}\"", text, squeezed);
+        return std::nullopt;
+    }
 
     std::int64_t total = 0;
     std::size_t next_unit = 0; // index into `units` of the smallest unit still allowed

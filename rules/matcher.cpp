@@ -32,8 +32,12 @@ std::optional<label_matcher> label_matcher::make(std::string name, match_op op, 
         options.set_log_errors(false);
         auto regex = std::make_shared<const RE2>("(?s:" + value + ")", options);
         if (!regex->ok()) {
-            error = fmt::format("invalid regex {} for label {}: {}", promql::quote(value),
-                                promql::format_label_name(name), regex->error());
+            // RE2 describes the error in terms of the wrapped pattern; compiling the user's
+            // pattern alone gives a message about the text they wrote.
+            RE2 bare(value, options);
+            const std::string& reason = bare.ok() ? regex->error() : bare.error();
+            error = fmt::format("invalid regex {} for label {}: {}; use RE2 syntax", promql::quote(value),
+                                promql::format_label_name(name), reason);
             return std::nullopt;
         }
         m.regex_ = std::move(regex);

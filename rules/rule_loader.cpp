@@ -645,6 +645,17 @@ std::optional<condition> parse_condition(std::string_view text, std::string& err
                             promql::quote(text));
         return std::nullopt;
     }
+    if (number.ends_with("%")) {
+        const std::string_view percent = number.substr(0, number.size() - 1);
+        double as_percent = 0;
+        auto [end, parse_ec] = std::from_chars(percent.data(), percent.data() + percent.size(), as_percent);
+        if (parse_ec == std::errc() && end == percent.data() + percent.size()) {
+            error = fmt::format("invalid threshold {}: percent signs are not allowed; write the number in the "
+                                "metric's own unit: {} if the metric is a percentage, {} if it is a ratio",
+                                promql::quote(text), percent, as_percent / 100);
+            return std::nullopt;
+        }
+    }
     if (number.empty() || ec != std::errc() || ptr != number.data() + number.size()) {
         error = fmt::format("invalid threshold {}; {}", promql::quote(text), expected);
         return std::nullopt;

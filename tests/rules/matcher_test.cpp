@@ -172,6 +172,13 @@ TEST_CASE("matcher make reports bad regex")
     CHECK_FALSE(label_matcher::make("a", match_op::regex, "[", error).has_value());
     CHECK_THAT(error, Catch::Contains("invalid regex"));
 
+    // The reason quotes the pattern as written, not the anchored form the matcher compiles.
+    error.clear();
+    CHECK_FALSE(label_matcher::make("q", match_op::regex, "q[1-", error).has_value());
+    CHECK_THAT(error, Catch::Contains("missing ]") && Catch::Contains("[1-"));
+    CHECK_THAT(error, !Catch::Contains("(?s:"));
+    CHECK_THAT(error, !Catch::Contains("1-)"));
+
     error.clear();
     auto m = label_matcher::make("a", match_op::not_regex, "x+", error);
     REQUIRE(m.has_value());

@@ -577,3 +577,11 @@ TEST_CASE("definition hash changes when the rule changes")
     // The same text loaded twice gives the same hash.
     CHECK(hash("        expr: rate(x[5m])\n        tiers: {warning: '> 1'}\n") == base);
 }
+
+TEST_CASE("condition with a percent sign suggests the number")
+{
+    std::string error;
+    CHECK_FALSE(parse_condition("> 80%", error).has_value());
+    CHECK_THAT(error, Catch::Contains("percent signs are not allowed") && Catch::Contains("80 if the metric is a percentage") &&
+                          Catch::Contains("0.8 if it is a ratio"));
+}
