@@ -1488,6 +1488,8 @@ struct engine::impl {
         }
     }
 
+    // NOTE: sample windows (rate, *_over_time) are not persisted, so after a restart a windowed
+    // rule produces values again only once its window holds two samples.
     std::size_t restore(const std::vector<persisted_alert>& records)
     {
         std::size_t dropped = 0;
@@ -1566,9 +1568,10 @@ struct engine::impl {
         if (count == 4) {
             return {severity::info, severity::warning, severity::critical, severity::page};
         }
-        // NOTE: with two or three tiers the old severities are not saved, and they are assumed
-        // to be the edited rule's when the tier count matches and the alert's level is one of
-        // them. A record that fails this test is dropped.
+        // Records saved before the store kept tier severities (state schema version 1) carry
+        // none. With two or three tiers they are assumed to be the edited rule's when the tier
+        // count matches and the alert's level is one of them; a record that fails this test is
+        // dropped.
         if (count == rule_levels.size() && std::find(rule_levels.begin(), rule_levels.end(), rec.level) != rule_levels.end()) {
             return rule_levels;
         }
