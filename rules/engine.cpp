@@ -1489,7 +1489,8 @@ struct engine::impl {
     }
 
     // NOTE: sample windows (rate, *_over_time) are not persisted, so after a restart a windowed
-    // rule produces values again only once its window holds two samples.
+    // rule produces values again only once new samples fill its window (two for rate,
+    // increase and delta, one for the *_over_time functions).
     std::size_t restore(const std::vector<persisted_alert>& records)
     {
         std::size_t dropped = 0;
