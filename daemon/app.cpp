@@ -90,7 +90,7 @@ public:
             return 1;
         }
         std::size_t dropped = engine_.restore(*records);
-        log_->info("restored {} alerts from {} ({} dropped because their rule is gone or no longer selects the series)",
+        log_->info("restored {} alerts from {} ({} dropped: rule gone, series no longer selected, or tiers not matched)",
                    records->size() - dropped, config_.main.state_dir, dropped);
         flush_events();
 

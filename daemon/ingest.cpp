@@ -344,7 +344,8 @@ bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_
                    double value, ingest_counters& counters, reject_reason& reason,
                    std::string* message)
 {
-    switch (eng.ingest(sorted_labels, timestamp, value)) {
+    const ingest_status status = eng.ingest(sorted_labels, timestamp, value);
+    switch (status) {
     case ingest_status::accepted:
         ++counters.samples_accepted;
         return true;
@@ -366,6 +367,32 @@ bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_
         }
         break;
     case ingest_status::too_far_in_future:
+    case ingest_status::too_old:
+        if (timestamp > timestamp_bound_ms || timestamp < -timestamp_bound_ms) {
+            reason = status == ingest_status::too_old ? reject_reason::too_old : reject_reason::too_far_in_future;
+            if (message) {
+                *message = fmt::format(
+                    "series {}: sample timestamp {} ms is outside the supported range of +-{} ms "
+                    "(about 31,700 years around 1970) and was dropped; send timestamps in "
+                    "milliseconds since the Unix epoch",
+                    describe_series(sorted_labels), timestamp, timestamp_bound_ms);
+            }
+            break;
+        }
+        if (status == ingest_status::too_old) {
+            reason = reject_reason::too_old;
+            if (message) {
+                const time_ms now = eng.now_ms();
+                *message = fmt::format(
+                    "series {}: sample timestamp {} ({} ms) is {} older than the server time {}, more "
+                    "than limits.max_sample_age ({}), and was dropped; send timestamps in milliseconds "
+                    "since the Unix epoch (seconds read as January 1970) and check the sender's clock",
+                    describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
+                    describe_distance(timestamp, now), format_rfc3339_ms(now),
+                    format_duration(eng.limits().max_sample_age));
+            }
+            break;
+        }
         reason = reject_reason::too_far_in_future;
         if (message) {
             const time_ms now = eng.now_ms();
@@ -376,19 +403,6 @@ bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_
                 describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
                 describe_distance(now, timestamp), format_rfc3339_ms(now),
                 format_duration(eng.limits().max_future_skew));
-        }
-        break;
-    case ingest_status::too_old:
-        reason = reject_reason::too_old;
-        if (message) {
-            const time_ms now = eng.now_ms();
-            *message = fmt::format(
-                "series {}: sample timestamp {} ({} ms) is {} older than the server time {}, more "
-                "than limits.max_sample_age ({}), and was dropped; send timestamps in milliseconds "
-                "since the Unix epoch (seconds read as January 1970) and check the sender's clock",
-                describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
-                describe_distance(timestamp, now), format_rfc3339_ms(now),
-                format_duration(eng.limits().max_sample_age));
         }
         break;
     case ingest_status::series_limit:

@@ -12,6 +12,10 @@ namespace tocsin {
 // Milliseconds since the Unix epoch, the unit of Prometheus sample timestamps.
 using time_ms = std::int64_t;
 
+// Samples must lie within this distance of the epoch (about 31,700 years either way). With
+// durations capped at 100 years, `timestamp +- duration` then never overflows int64.
+constexpr time_ms timestamp_bound_ms = 1'000'000'000'000'000;
+
 // Thread safety: now_ms() may be called from any thread.
 class clock {
 public:

@@ -390,3 +390,17 @@ TEST_CASE("json push: long array of objects is checked in one pass")
     CHECK(out.http_status == 400);
     CHECK(response_of(out)["rejected"] == 200000);
 }
+
+TEST_CASE("json push: timestamps beyond the supported range name it")
+{
+    push_fixture f;
+    f.eng.set_limits(engine_limits{}); // max_future_skew and max_sample_age off
+    for (std::string stamp : {"2000000000000000", "-2000000000000000"}) {
+        ingest_outcome out =
+            f.push(R"({"samples":[{"metric":"cpu","labels":{"host":"a"},"value":95,"timestamp_ms":)" + stamp + "}]}");
+        CHECK(out.http_status == 400);
+        const std::string error = response_of(out)["errors"][0]["error"];
+        CHECK_THAT(error, Catch::Contains("outside the supported range") && Catch::Contains(stamp));
+        CHECK_THAT(error, !Catch::Contains("limits.max_"));
+    }
+}
