@@ -389,8 +389,16 @@ struct binding {
     time_ms active_at = 0;
     time_ms fired_at = 0;
     time_ms last_sample_at = 0;
-    time_ms forced_missing_at = no_time; // stale marker or non-numeric value under on_non_numeric=no_data
-    time_ms no_data_since = no_time;     // the no-data alert is active since (clock time)
+    // Set by a stale marker or a non-numeric value under on_non_numeric=no_data: the sample
+    // time from which the series is missing, and the clock time at which that sample arrived.
+    time_ms forced_missing_at = no_time;
+    time_ms forced_missing_arrival = no_time;
+    // The no-data alert is active since this time: clock time when tick() raised it, sample
+    // time when a stale marker or non-numeric value did.
+    time_ms no_data_since = no_time;
+    // no_data_since of the no-data alert last announced; no_time when none is announced. It
+    // lags behind while the rule is over its alert limit, like `announced`.
+    time_ms no_data_announced = no_time;
     tier_timer tiers[max_tiers];
     std::unique_ptr<sample_window> window; // only for rules with a range transform
 };
@@ -653,7 +661,9 @@ struct engine::impl {
         return rec;
     }
 
-    alert_snapshot no_data_snapshot(const binding& b, const rule& r, const label_set& series) const
+    // The no-data alert of a binding, active since `since` (its no_data_since, or the one last
+    // announced when it has ended since).
+    alert_snapshot no_data_snapshot(const binding& b, const rule& r, const label_set& series, time_ms since) const
     {
         alert_snapshot snap;
         snap.id = alert_id(r.name, series, true);
@@ -664,14 +674,14 @@ struct engine::impl {
         snap.state = alert_state::firing;
         snap.level = r.no_data.alert_severity;
         snap.value = b.value;
-        snap.active_at = b.no_data_since;
-        snap.fired_at = b.no_data_since;
+        snap.active_at = since;
+        snap.fired_at = since;
         snap.last_sample_at = b.last_sample_at;
         snap.no_data = true;
         return snap;
     }
 
-    persisted_alert no_data_record(const binding& b, const rule& r, const label_set& series) const
+    persisted_alert no_data_record(const binding& b, const rule& r, const label_set& series, time_ms since) const
     {
         persisted_alert rec;
         rec.id = alert_id(r.name, series, true);
@@ -681,8 +691,8 @@ struct engine::impl {
         rec.state = alert_state::firing;
         rec.level = r.no_data.alert_severity;
         rec.value = b.value;
-        rec.active_at = b.no_data_since;
-        rec.fired_at = b.no_data_since;
+        rec.active_at = since;
+        rec.fired_at = since;
         rec.last_sample_at = b.last_sample_at;
         rec.no_data = true;
         rec.tier_held_since.assign(r.tiers.size(), 0);
@@ -691,38 +701,50 @@ struct engine::impl {
         return rec;
     }
 
-    void push_no_data_event(alert_event::kind what, const binding& b, const rule& r, const label_set& series,
-                            time_ms at, resolve_reason reason = resolve_reason::recovered)
+    // Records an event of the binding's no-data alert, active since `since`. It is held back
+    // while the rule is over its alert limit, and so is the resolution of a no-data alert that
+    // was never announced.
+    void push_no_data_event(alert_event::kind what, std::uint32_t b, std::uint32_t s, time_ms since, time_ms at,
+                            resolve_reason reason = resolve_reason::recovered)
     {
+        binding& entry = bindings_[b];
+        const rule_slot& slot = slots_[entry.rule];
+        const label_set series = unpack_labels(series_[s].labels.get());
         alert_event event;
         event.what = what;
-        event.alert = no_data_snapshot(b, r, series);
-        event.record = no_data_record(b, r, series);
-        if (what == alert_event::kind::resolved) {
+        event.alert = no_data_snapshot(entry, *slot.def, series, since);
+        event.record = no_data_record(entry, *slot.def, series, since);
+        const bool resolved = what == alert_event::kind::resolved;
+        if (resolved) {
             event.alert.state = alert_state::inactive;
             event.alert.resolved_at = at;
             event.alert.reason = reason_text(reason);
             event.record.state = alert_state::inactive;
         }
+        event.held_back = slot.limit_exceeded || (resolved && entry.no_data_announced == no_time);
+        if (!event.held_back) {
+            entry.no_data_announced = resolved ? no_time : since;
+        }
         events_.push_back(std::move(event));
     }
 
-    // Sends the binding's current state as an event, unless its rule is over its alert limit
-    // (then the alert stays tracked, and reconcile() sends what is still relevant later).
+    // Records the binding's current state as an event. Every change reaches the store this way.
+    // While the rule is over its alert limit the event is held back (not to be announced), and
+    // so is the resolution of an alert that was never announced; reconcile() announces what is
+    // still relevant once the rule is back under its limit.
     void publish(std::uint32_t b, std::uint32_t s, alert_event::kind what, resolve_reason reason, time_ms at)
     {
         binding& entry = bindings_[b];
         const rule_slot& slot = slots_[entry.rule];
-        if (slot.limit_exceeded) {
-            return;
-        }
-        if (what == alert_event::kind::resolved && entry.announced == alert_state::inactive) {
-            return;
-        }
+        const bool held_back = slot.limit_exceeded ||
+                               (what == alert_event::kind::resolved && entry.announced == alert_state::inactive);
         const label_set series = unpack_labels(series_[s].labels.get());
         events_.push_back(make_event(what, entry, *slot.def, series, reason, at));
-        entry.announced = entry.state;
-        entry.announced_level = entry.level;
+        events_.back().held_back = held_back;
+        if (!held_back) {
+            entry.announced = entry.state;
+            entry.announced_level = entry.level;
+        }
     }
 
     alert_snapshot limit_snapshot(const rule_slot& slot) const
@@ -731,13 +753,13 @@ struct engine::impl {
         snap.labels = label_set{{"alertname", limit_alert_name}, {"rule", slot.def->name}, {"severity", "critical"}};
         snap.id = snap.labels.fingerprint();
         snap.rule_name = limit_alert_name;
-        const std::size_t count = slot.pending + slot.firing;
+        const std::size_t count = slot.pending + slot.firing + slot.no_data;
         snap.annotations.emplace_back(
             "summary", fmt::format("alert limit exceeded ({} > {})", count, limits_.per_rule_max_alerts));
         snap.annotations.emplace_back(
             "description",
-            fmt::format("rule {} has {} pending and firing alerts, more than per_rule_max_alerts; its alerts are "
-                        "held back until the count falls to the limit",
+            fmt::format("rule {} has {} pending, firing and no-data alerts, more than per_rule_max_alerts; its "
+                        "alerts are held back until the count falls to the limit",
                         slot.def->name, count));
         snap.state = alert_state::firing;
         snap.level = severity::critical;
@@ -770,12 +792,13 @@ struct engine::impl {
         events_.push_back(std::move(event));
     }
 
-    // Marks or clears the rule's alert limit after its count changed. While the limit is
-    // exceeded, the rule's alerts send no events; tick() sends what they missed afterwards.
+    // Marks or clears the rule's alert limit after its count of pending, firing and no-data
+    // alerts changed. While the limit is exceeded, the rule's events are held back; tick()
+    // announces what they missed afterwards.
     void check_rule_limit(std::uint32_t r)
     {
         rule_slot& slot = slots_[r];
-        const std::size_t count = slot.pending + slot.firing;
+        const std::size_t count = slot.pending + slot.firing + slot.no_data;
         if (!slot.limit_exceeded && count > limits_.per_rule_max_alerts) {
             slot.limit_exceeded = true;
             slot.limit_since = clock_.now_ms();
@@ -786,14 +809,21 @@ struct engine::impl {
         }
     }
 
-    // Sends the event a binding missed while its rule was over the alert limit. An alert
-    // that started and ended while held back sends nothing, so a rule that falls back under
-    // its limit does not page for every alert it held back.
+    // Announces the state a binding's alerts reached while its rule was over the alert limit.
+    // An alert that started and ended while held back announces nothing, so a rule that falls
+    // back under its limit does not page for every alert it held back.
     void reconcile(std::uint32_t b, std::uint32_t s, time_ms now)
     {
         const binding& entry = bindings_[b];
         if (slots_[entry.rule].limit_exceeded) {
             return;
+        }
+        if (entry.no_data_since != entry.no_data_announced) {
+            if (entry.no_data_since != no_time) {
+                push_no_data_event(alert_event::kind::firing, b, s, entry.no_data_since, now);
+            } else {
+                push_no_data_event(alert_event::kind::resolved, b, s, entry.no_data_announced, now);
+            }
         }
         if (entry.announced != entry.state) {
             publish(b, s, transition_kind(entry.state), entry.reason, now);
@@ -892,10 +922,9 @@ struct engine::impl {
         if (stale) {
             entry.stale = true;
             for (std::uint32_t b = entry.first_binding; b != npos; b = bindings_[b].next) {
-                if (bindings_[b].forced_missing_at == no_time) {
-                    bindings_[b].forced_missing_at = now;
-                }
+                mark_missing(b, s, ts, now);
             }
+            forget_if_silent(s);
             return ingest_status::stale_marker;
         }
         entry.stale = false;
@@ -908,6 +937,7 @@ struct engine::impl {
         }
         if (non_numeric) {
             ++non_numeric_samples_;
+            forget_if_silent(s);
         }
         return ingest_status::accepted;
     }
@@ -918,13 +948,14 @@ struct engine::impl {
         const rule& r = *slots_[entry.rule].def;
         if (!is_numeric(raw, r)) {
             non_numeric = true;
-            mark_non_numeric(entry, r, now);
+            mark_non_numeric(b, s, t, now);
             return;
         }
         // A numeric sample: the series is back.
         entry.forced_missing_at = no_time;
+        entry.forced_missing_arrival = no_time;
         if (entry.no_data_since != no_time) {
-            resolve_no_data(b, s, now);
+            resolve_no_data(b, s, t);
         }
 
         double value = raw;
@@ -942,7 +973,7 @@ struct engine::impl {
             }
             if (!is_numeric(*result, r)) {
                 non_numeric = true;
-                mark_non_numeric(entry, r, now);
+                mark_non_numeric(b, s, t, now);
                 return;
             }
             value = *result;
@@ -950,11 +981,67 @@ struct engine::impl {
         apply_value(b, s, t, value);
     }
 
-    static void mark_non_numeric(binding& entry, const rule& r, time_ms now)
+    // A non-numeric value never fires and never resets timers; under on_non_numeric=no_data
+    // the series counts as missing from the value's sample time `t`.
+    void mark_non_numeric(std::uint32_t b, std::uint32_t s, time_ms t, time_ms now)
     {
-        // Never fires and never resets timers; under no_data the series counts as missing.
-        if (r.on_non_numeric == non_numeric_action::no_data && entry.forced_missing_at == no_time) {
-            entry.forced_missing_at = now;
+        if (slots_[bindings_[b].rule].def->on_non_numeric == non_numeric_action::no_data) {
+            mark_missing(b, s, t, now);
+        }
+    }
+
+    // Makes the binding missing from sample time `t` (a stale marker, or a non-numeric value
+    // under on_non_numeric=no_data, arriving at clock time `now`) and applies the rule's no-data
+    // action at once, at `t`, so that the outcome does not depend on when tick() runs: resolve
+    // resolves the alert, alert also raises the no-data alert, keep_state keeps the alert and
+    // its resolve_after counts from `t`. A binding that is missing already stays missing from
+    // the earlier time.
+    void mark_missing(std::uint32_t b, std::uint32_t s, time_ms t, time_ms now)
+    {
+        binding& entry = bindings_[b];
+        if (entry.forced_missing_at != no_time) {
+            return;
+        }
+        entry.forced_missing_at = t;
+        entry.forced_missing_arrival = now;
+        const no_data_policy& policy = slots_[entry.rule].def->no_data;
+        switch (policy.action) {
+        case no_data_action::resolve: resolve_binding(b, s, resolve_reason::missing_series, t); break;
+        case no_data_action::keep_state: break;
+        case no_data_action::alert:
+            resolve_binding(b, s, resolve_reason::missing_series, t);
+            if (entry.no_data_since == no_time) {
+                raise_no_data(b, s, t);
+            }
+            break;
+        }
+    }
+
+    // tick() forgets a series once every binding is missing and holds no alert, so that a
+    // returning sample starts with empty windows and timers. This does the same at once when
+    // every binding was made missing by a stale marker or a non-numeric value, so that the
+    // next sample finds the same state whether tick() ran in between or not. The series itself
+    // stays, so later samples are still checked for order against the marker.
+    void forget_if_silent(std::uint32_t s)
+    {
+        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+            const binding& entry = bindings_[b];
+            if (entry.forced_missing_at == no_time || entry.state != alert_state::inactive ||
+                entry.no_data_since != no_time) {
+                return;
+            }
+        }
+        clear_timers_and_windows(s);
+    }
+
+    void clear_timers_and_windows(std::uint32_t s)
+    {
+        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+            bindings_[b].held = 0;
+            for (auto& timer : bindings_[b].tiers) {
+                timer = tier_timer{};
+            }
+            drop_window(bindings_[b]);
         }
     }
 
@@ -1124,27 +1211,28 @@ struct engine::impl {
         after_change(b, s, alert_event::kind::resolved, reason, at);
     }
 
-    void raise_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
+    // Raises the binding's no-data alert, active since `at`. It counts toward the rule's alert
+    // limit like its other alerts.
+    void raise_no_data(std::uint32_t b, std::uint32_t s, time_ms at)
     {
         if (active_total() >= limits_.max_active_alerts) {
             ++alert_limit_rejections_;
             return;
         }
         binding& entry = bindings_[b];
-        entry.no_data_since = now;
+        entry.no_data_since = at;
         account_no_data(entry, +1);
-        const rule& r = *slots_[entry.rule].def;
-        push_no_data_event(alert_event::kind::firing, entry, r, unpack_labels(series_[s].labels.get()), now);
+        check_rule_limit(entry.rule);
+        push_no_data_event(alert_event::kind::firing, b, s, at, at);
     }
 
-    void resolve_no_data(std::uint32_t b, std::uint32_t s, time_ms now,
+    void resolve_no_data(std::uint32_t b, std::uint32_t s, time_ms at,
                          resolve_reason reason = resolve_reason::recovered)
     {
         binding& entry = bindings_[b];
-        const rule& r = *slots_[entry.rule].def;
-        push_no_data_event(alert_event::kind::resolved, entry, r, unpack_labels(series_[s].labels.get()), now,
-                           reason);
         account_no_data(entry, -1);
+        check_rule_limit(entry.rule);
+        push_no_data_event(alert_event::kind::resolved, b, s, entry.no_data_since, at, reason);
         entry.no_data_since = no_time;
     }
 
@@ -1188,19 +1276,24 @@ struct engine::impl {
         for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
             const no_data_policy& policy = slots_[bindings_[b].rule].def->no_data;
             const auto timeout = static_cast<std::uint64_t>(policy.timeout.count());
-            if (gap < timeout) {
-                forgotten = false;
-                continue;
+            // A binding made missing by a stale marker or a non-numeric value is missing from
+            // that sample's time, where mark_missing() applied the action already; any other is
+            // missing once the gap reaches the timeout. No overflow: missing_at <= t.
+            time_ms missing_at = bindings_[b].forced_missing_at;
+            if (missing_at == no_time) {
+                if (gap < timeout) {
+                    forgotten = false;
+                    continue;
+                }
+                missing_at = previous + policy.timeout.count();
             }
-            // No overflow: previous + timeout <= t.
-            const time_ms missing_at = previous + policy.timeout.count();
             switch (policy.action) {
             case no_data_action::resolve:
                 resolve_binding(b, s, resolve_reason::missing_series, missing_at);
                 break;
             case no_data_action::keep_state: {
                 const auto resolve_after = static_cast<std::uint64_t>(policy.resolve_after.count());
-                if (resolve_after > 0 && gap - timeout >= resolve_after) {
+                if (resolve_after > 0 && distance(missing_at, t) >= resolve_after) {
                     resolve_binding(b, s, resolve_reason::missing_series, missing_at + policy.resolve_after.count());
                 }
                 break;
@@ -1216,14 +1309,8 @@ struct engine::impl {
                 forgotten = false;
             }
         }
-        if (!forgotten) {
-            return;
-        }
-        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
-            for (auto& timer : bindings_[b].tiers) {
-                timer = tier_timer{};
-            }
-            drop_window(bindings_[b]);
+        if (forgotten) {
+            clear_timers_and_windows(s);
         }
     }
 
@@ -1233,13 +1320,23 @@ struct engine::impl {
     {
         binding& entry = bindings_[b];
         const no_data_policy& policy = slots_[entry.rule].def->no_data;
-        time_ms missing_since = entry.forced_missing_at;
-        if (missing_since == no_time) {
-            const time_ms deadline = series_[s].last_arrival + policy.timeout.count();
-            if (now < deadline) {
-                return false;
+        if (entry.forced_missing_at != no_time) {
+            // mark_missing() applied the action at the marker's sample time already. Left to do:
+            // keep_state's resolve_after, counted on the clock from the marker's arrival and
+            // resolved at the sample time apply_sample_gap() would give; and a no-data alert
+            // that max_active_alerts held off then.
+            if (policy.action == no_data_action::keep_state && policy.resolve_after.count() > 0 &&
+                now - entry.forced_missing_arrival >= policy.resolve_after.count()) {
+                resolve_binding(b, s, resolve_reason::missing_series,
+                                entry.forced_missing_at + policy.resolve_after.count());
+            } else if (policy.action == no_data_action::alert && entry.no_data_since == no_time) {
+                raise_no_data(b, s, now);
             }
-            missing_since = deadline;
+            return entry.state == alert_state::inactive && entry.no_data_since == no_time;
+        }
+        const time_ms missing_since = series_[s].last_arrival + policy.timeout.count();
+        if (now < missing_since) {
+            return false;
         }
         switch (policy.action) {
         case no_data_action::resolve:
@@ -1465,25 +1562,34 @@ struct engine::impl {
         settle(b, s, entry.last_sample_at, value, resolve_reason::rule_changed, now);
     }
 
-    // Sends the resolved events of a binding whose rule changed or went away.
+    // Sends the resolved events of a binding whose rule changed or went away: announced for
+    // the alerts that were announced (with the state they were announced with), held back for
+    // those the store has but that were never announced.
     void retire_binding(std::uint32_t b, std::uint32_t s, const rule& old_rule, resolve_reason reason, time_ms now)
     {
         binding& entry = bindings_[b];
         const label_set series = unpack_labels(series_[s].labels.get());
-        if (entry.announced != alert_state::inactive) {
-            entry.state = entry.announced;
-            entry.level = entry.announced_level;
+        if (entry.announced != alert_state::inactive || entry.state != alert_state::inactive) {
+            const bool held_back = entry.announced == alert_state::inactive;
+            if (!held_back) {
+                entry.state = entry.announced;
+                entry.level = entry.announced_level;
+            }
             events_.push_back(make_event(alert_event::kind::resolved, entry, old_rule, series, reason, now));
+            events_.back().held_back = held_back;
         }
-        if (entry.no_data_since != no_time) {
+        if (entry.no_data_since != no_time || entry.no_data_announced != no_time) {
+            const bool held_back = entry.no_data_announced == no_time;
+            const time_ms since = held_back ? entry.no_data_since : entry.no_data_announced;
             alert_event event;
             event.what = alert_event::kind::resolved;
-            event.alert = no_data_snapshot(entry, old_rule, series);
+            event.alert = no_data_snapshot(entry, old_rule, series, since);
             event.alert.state = alert_state::inactive;
             event.alert.resolved_at = now;
             event.alert.reason = reason_text(reason);
-            event.record = no_data_record(entry, old_rule, series);
+            event.record = no_data_record(entry, old_rule, series, since);
             event.record.state = alert_state::inactive;
+            event.held_back = held_back;
             events_.push_back(std::move(event));
         }
     }
@@ -1586,6 +1692,7 @@ struct engine::impl {
         if (rec.no_data) {
             if (entry.no_data_since == no_time) {
                 entry.no_data_since = rec.active_at;
+                entry.no_data_announced = rec.active_at;
                 entry.value = rec.value;
                 account_no_data(entry, +1);
             }
@@ -1599,6 +1706,8 @@ struct engine::impl {
         account(entry, -1);
         entry.state = rec.state;
         entry.level = rec.level;
+        // NOTE: the record does not say whether the alert was announced or held back by the
+        // rule's alert limit, so a restored alert counts as announced.
         entry.announced = rec.state;
         entry.announced_level = rec.level;
         entry.value = rec.value;
@@ -1606,8 +1715,6 @@ struct engine::impl {
         entry.fired_at = rec.fired_at;
         entry.last_sample_at = rec.last_sample_at;
         entry.held = 0;
-        // The alert's level is its highest satisfied tier while it fires.
-        std::uint8_t satisfied = 0;
         for (std::size_t i = 0; i < max_tiers; ++i) {
             entry.tiers[i] = tier_timer{};
             if (i >= levels.size()) {
@@ -1620,13 +1727,40 @@ struct engine::impl {
                 entry.tiers[i].held_since = rec.tier_held_since[i];
             }
             entry.tiers[i].released_at = rec.tier_released_at[i] != 0 ? rec.tier_released_at[i] : no_time;
-            if (rec.state == alert_state::firing && levels[i] == rec.level) {
-                satisfied |= static_cast<std::uint8_t>(1u << i);
-            }
         }
+        // The same mapping as a reload (carry_over()). An unchanged rule gives the exact set of
+        // satisfied tiers; an edited one lost the old `for` durations, so the record decides.
+        const std::uint8_t satisfied =
+            edited ? record_satisfied_mask(entry, levels, rec) : satisfied_mask(entry, r, rec.last_sample_at);
         map_tiers(entry, levels, satisfied, r, rec.last_sample_at);
         account(entry, +1);
         return true;
+    }
+
+    // Returns the held tiers (bit i for tier i of `levels`, timers already in `entry`) that a
+    // saved alert of an edited rule had satisfied; the old `for` durations are not saved. A
+    // pending alert had none. A firing alert's level is its highest satisfied tier, so that
+    // tier counts and none above it. A held tier below it counts when it held since the alert
+    // fired or earlier, because with ordered thresholds it held along with the higher tier.
+    // NOTE: a lower tier whose old `for` was longer and had not elapsed at saving also counts,
+    // so when the higher tier clears, the alert steps down instead of going back to pending.
+    static std::uint8_t record_satisfied_mask(const binding& entry, std::span<const severity> levels,
+                                              const persisted_alert& rec)
+    {
+        if (rec.state != alert_state::firing) {
+            return 0;
+        }
+        std::uint8_t mask = 0;
+        for (std::size_t i = 0; i < std::min(levels.size(), max_tiers); ++i) {
+            const auto bit = static_cast<std::uint8_t>(1u << i);
+            if ((entry.held & bit) == 0) {
+                continue;
+            }
+            if (levels[i] == rec.level || (levels[i] < rec.level && entry.tiers[i].held_since <= rec.fired_at)) {
+                mask |= bit;
+            }
+        }
+        return mask;
     }
 
     // -- reporting ----------------------------------------------------------------------
@@ -1649,8 +1783,10 @@ struct engine::impl {
         std::vector<alert_snapshot> out;
         for_each_binding([&](std::uint32_t s, const binding& entry) {
             const rule_slot& slot = slots_[entry.rule];
+            // A rule over its alert limit shows only its meta alert.
             const bool visible = entry.state != alert_state::inactive && !slot.limit_exceeded;
-            if (!visible && entry.no_data_since == no_time) {
+            const bool no_data_visible = entry.no_data_since != no_time && !slot.limit_exceeded;
+            if (!visible && !no_data_visible) {
                 return;
             }
             const label_set series = unpack_labels(series_[s].labels.get());
@@ -1659,8 +1795,8 @@ struct engine::impl {
                                          resolve_reason::none, 0)
                                   .alert);
             }
-            if (entry.no_data_since != no_time) {
-                out.push_back(no_data_snapshot(entry, *slot.def, series));
+            if (no_data_visible) {
+                out.push_back(no_data_snapshot(entry, *slot.def, series, entry.no_data_since));
             }
         });
         for (const auto& slot : slots_) {
@@ -1684,7 +1820,7 @@ struct engine::impl {
                 out.push_back(make_record(entry, r, series));
             }
             if (entry.no_data_since != no_time) {
-                out.push_back(no_data_record(entry, r, series));
+                out.push_back(no_data_record(entry, r, series, entry.no_data_since));
             }
         });
         return out;

@@ -72,6 +72,11 @@ struct alert_event {
     kind what = kind::updated;
     alert_snapshot alert;
     persisted_alert record; // the new durable state; for resolved, state is inactive (delete it)
+    // Every change produces an event, so the store always has the current state. A held-back
+    // event is for the store only and must not be announced: its rule is over
+    // per_rule_max_alerts, or it resolves an alert that was never announced. Once the rule is
+    // back under its limit, tick() sends the state each alert has then as a normal event.
+    bool held_back = false;
 };
 
 const char* to_string(alert_event::kind k);
@@ -80,7 +85,7 @@ const char* to_string(alert_event::kind k);
 // clock; the daemon's defaults (main_config) enable them.
 struct engine_limits {
     std::size_t max_series = 2'000'000;       // series beyond this are rejected on ingest
-    std::size_t per_rule_max_alerts = 10'000; // pending + firing alerts of one rule
+    std::size_t per_rule_max_alerts = 10'000; // pending, firing and no-data alerts of one rule
     std::size_t max_active_alerts = 50'000;   // pending + firing alerts of all rules
     // Samples stamped more than this ahead of the clock are rejected; 0 disables the check.
     // One sample far in the future would otherwise make every later real sample of its series
@@ -96,7 +101,7 @@ enum class ingest_status : std::uint8_t {
     duplicate,    // same timestamp as the series' last sample; dropped (a sender retry)
     out_of_order, // older than the series' last sample; dropped
     series_limit, // a new series would exceed engine_limits::max_series
-    stale_marker, // a Prometheus stale marker; the series is now missing
+    stale_marker, // a Prometheus stale marker; the series is missing from its timestamp on
     too_far_in_future, // the timestamp is more than max_future_skew ahead of the clock; dropped
     too_old,           // the timestamp is more than max_sample_age behind the clock; dropped
 };
@@ -106,7 +111,7 @@ struct rule_stats {
     std::string group;
     std::size_t series = 0;
     std::size_t pending = 0;
-    std::size_t firing = 0;
+    std::size_t firing = 0; // no-data alerts included
     bool limit_exceeded = false; // per_rule_max_alerts was hit; the rule's alerts are held back
 };
 
@@ -138,7 +143,9 @@ public:
     // empty values, and is only borrowed for the call. A timestamp outside the limits'
     // max_future_skew and max_sample_age is rejected before any state changes. A gap since the
     // series' previous sample of at least a rule's no_data.timeout counts as missing data for
-    // that rule, as if the clock had run through the gap (see no_data_action).
+    // that rule, as if the clock had run through the gap (see no_data_action). A stale marker,
+    // and a non-numeric value under on_non_numeric=no_data, make the series missing at their
+    // timestamp: the rule's no-data action applies at once, in sample time.
     ingest_status ingest(std::span<const label_view> sorted_labels, time_ms timestamp, double value);
 
     // Applies no-data policies against the clock. The daemon calls it about once a second.

@@ -374,13 +374,16 @@ TEST_CASE("engine: non-numeric samples under on_non_numeric no_data mark the ser
     h.live(series, 0, 0.1);
     REQUIRE(h.events().size() == 1);
 
-    h.live(series, 15'000, nan_value);
-    CHECK(h.events().empty());
-    h.eng.tick();
+    // The rule's no-data action applies at once, at the value's sample time.
+    h.clock.set_ms(20'000);
+    h.push(series, 15'000, nan_value);
     auto events = h.events();
     REQUIRE(events.size() == 1);
     CHECK(events[0].what == kind::resolved);
     CHECK(events[0].alert.reason == "missing_series");
+    CHECK(events[0].alert.resolved_at == 15'000);
+    h.eng.tick();
+    CHECK(h.events().empty());
 }
 
 TEST_CASE("engine: avg_over_time drops non-numeric samples")
@@ -536,13 +539,20 @@ TEST_CASE("engine: a stale marker makes the series missing at once")
 
     CHECK(is_stale_marker(stale_marker_value()));
     CHECK_FALSE(is_stale_marker(nan_value));
-    CHECK(h.live(series, 15'000, stale_marker_value()) == ingest_status::stale_marker);
-    CHECK(h.events().empty());
-    CHECK(h.eng.stats().non_numeric_samples == 0);
-    h.eng.tick();
+    // The rule's no-data action (resolve) applies at once, at the marker's sample time.
+    h.clock.set_ms(20'000);
+    CHECK(h.push(series, 15'000, stale_marker_value()) == ingest_status::stale_marker);
     auto events = h.events();
     REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::resolved);
     CHECK(events[0].alert.reason == "missing_series");
+    CHECK(events[0].alert.resolved_at == 15'000);
+    CHECK(h.eng.stats().non_numeric_samples == 0);
+    // Order checks apply to markers as to samples.
+    CHECK(h.push(series, 15'000, stale_marker_value()) == ingest_status::duplicate);
+    CHECK(h.push(series, 10'000, stale_marker_value()) == ingest_status::out_of_order);
+    h.eng.tick();
+    CHECK(h.events().empty());
 
     // A stale marker for an unknown series creates nothing.
     CHECK(h.live(label_set{{"__name__", "up"}, {"pod", "p2"}}, 15'000, stale_marker_value()) ==
@@ -1037,6 +1047,90 @@ TEST_CASE("engine: restore maps an edited rule by severity")
     CHECK(events[0].alert.active_at == 1'000'000);
 }
 
+TEST_CASE("engine: restore of an edited rule keeps every satisfied tier, as a reload does")
+{
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80, 10s),
+                        make_tier(severity::critical, compare_op::greater, 95, 10s)});
+    auto edited = edit_of(r);
+    edited->tiers[0].for_duration = 1h;
+    // Firing at critical since 1'010'000, with warning satisfied too.
+    auto feed = [](harness& h) {
+        h.push(cpu("a"), 1'000'000, 97);
+        h.push(cpu("a"), 1'010'000, 97);
+        h.push(cpu("a"), 1'020'000, 97);
+    };
+
+    // Reload: the edit arrives while the daemon runs.
+    harness reloaded(make_rules({r}));
+    feed(reloaded);
+    REQUIRE(reloaded.alert_for("HighCpu")->level == severity::critical);
+    reloaded.events();
+    reloaded.eng.replace_rules(make_rules({edited}));
+
+    // Restore: the edit was made while the daemon was down.
+    std::vector<persisted_alert> saved;
+    {
+        harness before(make_rules({r}));
+        feed(before);
+        saved = before.eng.persisted_state();
+    }
+    harness restored(make_rules({edited}));
+    REQUIRE(restored.eng.restore(saved) == 0);
+
+    CHECK(reloaded.events().empty());
+    CHECK(restored.events().empty());
+
+    // Critical clears, warning still holds: both step down to warning and keep firing.
+    reloaded.push(cpu("a"), 1'030'000, 90);
+    restored.push(cpu("a"), 1'030'000, 90);
+    const auto from_reload = reloaded.events();
+    const auto from_restore = restored.events();
+    REQUIRE(from_reload.size() == 1);
+    REQUIRE(from_restore.size() == 1);
+    for (const auto* e : {&from_reload[0], &from_restore[0]}) {
+        CHECK(e->what == kind::severity_changed);
+        CHECK(e->alert.state == alert_state::firing);
+        CHECK(e->alert.level == severity::warning);
+        CHECK(e->alert.fired_at == 1'010'000);
+        CHECK(e->alert.active_at == 1'000'000);
+    }
+    CHECK(from_restore[0].record.tier_held_since == from_reload[0].record.tier_held_since);
+    CHECK(from_restore[0].record.tier_released_at == from_reload[0].record.tier_released_at);
+    auto a = restored.alert_for("HighCpu");
+    REQUIRE(a);
+    CHECK(a->state == alert_state::firing);
+    CHECK(a->fired_at == 1'010'000);
+}
+
+TEST_CASE("engine: restore of an edited rule keeps a tier above the alert's level unsatisfied")
+{
+    // Warning fires at once; critical holds but its `for` has not elapsed when saved.
+    auto r = make_rule("HighCpu", "cpu",
+                       {make_tier(severity::warning, compare_op::greater, 80),
+                        make_tier(severity::critical, compare_op::greater, 95, 1min)});
+    std::vector<persisted_alert> saved;
+    {
+        harness h(make_rules({r}));
+        h.push(cpu("a"), 1'000'000, 97);
+        h.push(cpu("a"), 1'030'000, 97);
+        saved = h.eng.persisted_state();
+    }
+    auto edited = edit_of(r);
+    edited->tiers[1].for_duration = 2min;
+    harness h(make_rules({edited}));
+    REQUIRE(h.eng.restore(saved) == 0);
+    CHECK(h.events().empty());
+    h.push(cpu("a"), 1'060'000, 97);
+    CHECK(h.events().empty());
+    CHECK(h.alert_for("HighCpu")->level == severity::warning);
+    h.push(cpu("a"), 1'120'000, 97);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::severity_changed);
+    CHECK(events[0].alert.level == severity::critical);
+}
+
 TEST_CASE("engine: restore drops records with unknown severities")
 {
     auto r = make_rule("HighCpu", "cpu",
@@ -1290,6 +1384,119 @@ TEST_CASE("engine: replay with a gap matches live traffic")
         CHECK(replay[i].alert.fired_at == live[i].alert.fired_at);
         CHECK(replay[i].alert.resolved_at == live[i].alert.resolved_at);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Stale markers and non-numeric values in sample time
+
+namespace {
+
+enum class feed_mode { live, replay, replay_with_ticks };
+
+// Samples of 90 every 15 s for [0, 90 s), then at 90 s a stale marker (or, with `nan`, NaN
+// every 15 s until 5 min), silence, and samples of 90 again for [5 min, 7 min). live: the clock
+// follows sample time and tick() runs after every step; replay: the clock stays at 0 and tick()
+// never runs; replay_with_ticks: the clock stays at 0 and tick() runs after every step.
+std::vector<alert_event> feed_missing_stream(const std::shared_ptr<rule>& r, bool nan, feed_mode mode)
+{
+    harness h(make_rules({r}));
+    std::vector<alert_event> out;
+    for (time_ms t = 0; t < 7 * 60'000; t += 15'000) {
+        if (mode == feed_mode::live) {
+            h.clock.set_ms(t);
+        }
+        if (t < 90'000 || t >= 5 * 60'000) {
+            h.push(cpu("a"), t, 90);
+        } else if (t == 90'000 && !nan) {
+            REQUIRE(h.push(cpu("a"), t, stale_marker_value()) == ingest_status::stale_marker);
+        } else if (nan) {
+            h.push(cpu("a"), t, nan_value);
+        }
+        if (mode != feed_mode::replay) {
+            h.eng.tick();
+        }
+        for (auto& e : h.events()) {
+            out.push_back(std::move(e));
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("engine: stale markers and no_data NaN act in sample time")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 30s)});
+    r->on_non_numeric = non_numeric_action::no_data;
+    const bool nan = GENERATE(false, true);
+    const no_data_action action =
+        GENERATE(no_data_action::resolve, no_data_action::keep_state, no_data_action::alert);
+    r->no_data.timeout = 5min;
+    r->no_data.action = action;
+    r->no_data.resolve_after = action == no_data_action::keep_state ? 1min : 0ms;
+    r->no_data.alert_severity = severity::critical;
+    INFO("nan " << nan << ", action " << static_cast<int>(action));
+
+    const auto live = feed_missing_stream(r, nan, feed_mode::live);
+    struct expected {
+        kind what;
+        bool no_data;
+        time_ms active_at;
+        time_ms resolved_at;
+    };
+    // Missing from 90 s on: resolve and alert resolve at once, keep_state 1 min later.
+    const time_ms missing_resolved_at = action == no_data_action::keep_state ? 150'000 : 90'000;
+    std::vector<expected> want{{kind::pending, false, 0, 0},
+                               {kind::firing, false, 0, 0},
+                               {kind::resolved, false, 0, missing_resolved_at}};
+    if (action == no_data_action::alert) {
+        want.push_back({kind::firing, true, 90'000, 0});
+        want.push_back({kind::resolved, true, 90'000, 300'000});
+    }
+    want.push_back({kind::pending, false, 300'000, 0});
+    want.push_back({kind::firing, false, 300'000, 0});
+    REQUIRE(live.size() == want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        INFO("event " << i);
+        CHECK(live[i].what == want[i].what);
+        CHECK(live[i].alert.no_data == want[i].no_data);
+        CHECK(live[i].alert.active_at == want[i].active_at);
+        CHECK(live[i].alert.resolved_at == want[i].resolved_at);
+    }
+    CHECK(live[2].alert.reason == "missing_series");
+
+    for (const feed_mode mode : {feed_mode::replay, feed_mode::replay_with_ticks}) {
+        const auto other = feed_missing_stream(r, nan, mode);
+        INFO("mode " << static_cast<int>(mode));
+        REQUIRE(other.size() == live.size());
+        for (std::size_t i = 0; i < live.size(); ++i) {
+            INFO("event " << i);
+            CHECK(other[i].what == live[i].what);
+            CHECK(other[i].alert.no_data == live[i].alert.no_data);
+            CHECK(other[i].alert.level == live[i].alert.level);
+            CHECK(other[i].alert.reason == live[i].alert.reason);
+            CHECK(other[i].alert.active_at == live[i].alert.active_at);
+            CHECK(other[i].alert.fired_at == live[i].alert.fired_at);
+            CHECK(other[i].alert.resolved_at == live[i].alert.resolved_at);
+        }
+    }
+}
+
+TEST_CASE("engine: keep_state continues the alert after a stale marker")
+{
+    auto r = make_rule("HighCpu", "cpu", {make_tier(severity::warning, compare_op::greater, 80, 1min)});
+    r->no_data = no_data_policy{5min, no_data_action::keep_state, 0ms, severity::warning};
+    harness h(make_rules({r}));
+    h.push(cpu("a"), 0, 90);
+    REQUIRE(h.events().size() == 1);
+    CHECK(h.push(cpu("a"), 15'000, stale_marker_value()) == ingest_status::stale_marker);
+    CHECK(h.events().empty());
+    // The pending timer kept running through the marker.
+    h.push(cpu("a"), 60'000, 90);
+    auto events = h.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].what == kind::firing);
+    CHECK(events[0].alert.active_at == 0);
 }
 
 // ---------------------------------------------------------------------------------------
