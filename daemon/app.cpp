@@ -251,8 +251,11 @@ private:
     // the number left out; pending and timer updates go to debug.
     void log_event(const alert_event& e)
     {
-        const bool notable = e.what == alert_event::kind::firing || e.what == alert_event::kind::resolved ||
-                             e.what == alert_event::kind::severity_changed;
+        // Changes of a rule over its alert limit are held back from announcement; the meta alert
+        // speaks for them, so they go to debug like pending alerts.
+        const bool notable = !e.held_back && (e.what == alert_event::kind::firing ||
+                                              e.what == alert_event::kind::resolved ||
+                                              e.what == alert_event::kind::severity_changed);
         if (!notable) {
             if (alert_log_->should_log(spdlog::level::debug)) {
                 alert_log_->debug("{} rule={} alert_id={:016x} severity={} value={} labels={}", to_string(e.what),
