@@ -1,6 +1,6 @@
 #pragma once
-// Injected time sources. Detectors and the alert state machine run on sample time; a clock
-// drives only what has no samples (no-data timers, persistence intervals), so tests pass a
+// Injected time sources. Detectors and the alert state machine run on sample time. A clock
+// drives only what has no samples (no-data timers) and the timestamp limits, so tests pass a
 // manual_clock and advance it instead of sleeping.
 
 #include <atomic>

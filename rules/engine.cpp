@@ -1321,10 +1321,10 @@ struct engine::impl {
         binding& entry = bindings_[b];
         const no_data_policy& policy = slots_[entry.rule].def->no_data;
         if (entry.forced_missing_at != no_time) {
-            // mark_missing() applied the action at the marker's sample time already. Left to do:
-            // keep_state's resolve_after, counted on the clock from the marker's arrival and
-            // resolved at the sample time apply_sample_gap() would give; and a no-data alert
-            // that max_active_alerts held off then.
+            // mark_missing() applied the action at the marker's sample time already. This call
+            // handles what remains: keep_state's resolve_after, counted on the clock from the
+            // marker's arrival and resolved at the sample time apply_sample_gap() would give, and
+            // a no-data alert that max_active_alerts held off at the marker.
             if (policy.action == no_data_action::keep_state && policy.resolve_after.count() > 0 &&
                 now - entry.forced_missing_arrival >= policy.resolve_after.count()) {
                 resolve_binding(b, s, resolve_reason::missing_series,
