@@ -340,6 +340,37 @@ void drop_empty_values(std::vector<label_view>& labels)
     std::erase_if(labels, [](const label_view& l) { return l.value.empty(); });
 }
 
+namespace {
+
+// The message for a sample outside the fixed timestamp range or the configured time limits.
+std::string describe_timestamp_rejection(const engine& eng, std::span<const label_view> sorted_labels,
+                                         ingest_status status, time_ms timestamp)
+{
+    if (timestamp > timestamp_bound_ms || timestamp < -timestamp_bound_ms) {
+        return fmt::format("series {}: sample timestamp {} ms is outside the supported range of +-{} ms "
+                           "(about 31,700 years around 1970) and was dropped; send timestamps in "
+                           "milliseconds since the Unix epoch",
+                           describe_series(sorted_labels), timestamp, timestamp_bound_ms);
+    }
+    const time_ms now = eng.now_ms();
+    if (status == ingest_status::too_old) {
+        return fmt::format("series {}: sample timestamp {} ({} ms) is {} older than the server time {}, more "
+                           "than limits.max_sample_age ({}), and was dropped; send timestamps in milliseconds "
+                           "since the Unix epoch (seconds read as January 1970) and check the sender's clock",
+                           describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
+                           describe_distance(timestamp, now), format_rfc3339_ms(now),
+                           format_duration(eng.limits().max_sample_age));
+    }
+    return fmt::format("series {}: sample timestamp {} ({} ms) is {} ahead of the server time {}, more than "
+                       "limits.max_future_skew ({}), and was dropped; send timestamps in milliseconds since "
+                       "the Unix epoch and check the sender's clock",
+                       describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
+                       describe_distance(now, timestamp), format_rfc3339_ms(now),
+                       format_duration(eng.limits().max_future_skew));
+}
+
+} // namespace
+
 bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_ms timestamp,
                    double value, ingest_counters& counters, reject_reason& reason,
                    std::string* message)
@@ -368,41 +399,9 @@ bool ingest_sample(engine& eng, std::span<const label_view> sorted_labels, time_
         break;
     case ingest_status::too_far_in_future:
     case ingest_status::too_old:
-        if (timestamp > timestamp_bound_ms || timestamp < -timestamp_bound_ms) {
-            reason = status == ingest_status::too_old ? reject_reason::too_old : reject_reason::too_far_in_future;
-            if (message) {
-                *message = fmt::format(
-                    "series {}: sample timestamp {} ms is outside the supported range of +-{} ms "
-                    "(about 31,700 years around 1970) and was dropped; send timestamps in "
-                    "milliseconds since the Unix epoch",
-                    describe_series(sorted_labels), timestamp, timestamp_bound_ms);
-            }
-            break;
-        }
-        if (status == ingest_status::too_old) {
-            reason = reject_reason::too_old;
-            if (message) {
-                const time_ms now = eng.now_ms();
-                *message = fmt::format(
-                    "series {}: sample timestamp {} ({} ms) is {} older than the server time {}, more "
-                    "than limits.max_sample_age ({}), and was dropped; send timestamps in milliseconds "
-                    "since the Unix epoch (seconds read as January 1970) and check the sender's clock",
-                    describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
-                    describe_distance(timestamp, now), format_rfc3339_ms(now),
-                    format_duration(eng.limits().max_sample_age));
-            }
-            break;
-        }
-        reason = reject_reason::too_far_in_future;
+        reason = status == ingest_status::too_old ? reject_reason::too_old : reject_reason::too_far_in_future;
         if (message) {
-            const time_ms now = eng.now_ms();
-            *message = fmt::format(
-                "series {}: sample timestamp {} ({} ms) is {} ahead of the server time {}, more than "
-                "limits.max_future_skew ({}), and was dropped; send timestamps in milliseconds since "
-                "the Unix epoch and check the sender's clock",
-                describe_series(sorted_labels), format_rfc3339_ms(timestamp), timestamp,
-                describe_distance(now, timestamp), format_rfc3339_ms(now),
-                format_duration(eng.limits().max_future_skew));
+            *message = describe_timestamp_rejection(eng, sorted_labels, status, timestamp);
         }
         break;
     case ingest_status::series_limit:
