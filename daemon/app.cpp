@@ -247,12 +247,12 @@ private:
         return true;
     }
 
-    // Logs firing, severity changes and resolutions at info, at most 20 lines per 10 s, with
-    // the number left out; pending and timer updates go to debug.
+    // Logs firing, severity changes and resolutions at info, at most 20 lines per 10 s, then a
+    // count of the lines left out. Pending and timer updates go to debug.
     void log_event(const alert_event& e)
     {
-        // Changes of a rule over its alert limit are held back from announcement; the meta alert
-        // speaks for them, so they go to debug like pending alerts.
+        // Changes of a rule over its alert limit are held back from announcement because the
+        // meta alert represents them, so they go to debug like pending alerts.
         const bool notable = !e.held_back && (e.what == alert_event::kind::firing ||
                                               e.what == alert_event::kind::resolved ||
                                               e.what == alert_event::kind::severity_changed);
@@ -469,7 +469,7 @@ private:
                                             "/api/v1/rules, /metrics, /-/healthy, /-/ready, /-/reload\n");
     }
 
-    // Keeps an echoed request path short in answers and logs.
+    // Truncates an echoed request path to 200 bytes for responses and logs.
     static std::string truncate_for_message(const std::string& text)
     {
         constexpr std::size_t max_bytes = 200;
@@ -521,8 +521,8 @@ private:
     http_response finish_ingest(const char* source, const http_request& request, ingest_outcome& outcome)
     {
         if (!flush_events()) {
-            // The samples were evaluated but their alert changes are not on disk yet: answer
-            // 5xx so that the sender retries. A retried sample is then a duplicate and is dropped.
+            // The samples were evaluated but their alert changes are not on disk yet, so the
+            // response is 5xx and the sender retries. A retried sample is then a duplicate and is dropped.
             auto response =
                 http_response::text(503, "alert state could not be saved; retry later (see the tocsind log)\n");
             response.headers.emplace_back("Retry-After", "5");

@@ -24,7 +24,8 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// A connection as the server sees it: enough to close it when it is idle at shutdown.
+// A connection's socket and whether a request is in progress, so that idle connections can be
+// closed at shutdown.
 struct connection {
     tcp::socket* socket = nullptr;
     bool busy = false;
@@ -124,7 +125,7 @@ asio::awaitable<void> serve_requests(impl_ptr self, Stream& stream, connection& 
         }
         http::request_parser<http::string_body> parser;
         // The body limit is set after the header, so that a declared Content-Length over the
-        // limit can be answered with 413 naming the size.
+        // limit gets a 413 response naming the size.
         parser.body_limit(boost::none);
         parser.header_limit(64 * 1024);
 

@@ -1,6 +1,6 @@
 #pragma once
 // Ingest endpoints without the HTTP layer: decode a request body, check every series against
-// the limits, feed valid samples to the engine, and say what the HTTP answer must be.
+// the limits, feed valid samples to the engine, and return the HTTP status and body to send.
 // A rejected series never drops the valid rest of its request.
 
 #include <array>
@@ -17,7 +17,7 @@ namespace tocsin {
 
 enum class reject_reason : std::uint8_t {
     malformed,            // the body cannot be decoded at all
-    too_many_samples,     // the request holds more than max_samples_per_request
+    too_many_samples,     // the request contains more than max_samples_per_request
     too_many_labels,
     label_name_too_long,
     label_value_too_long,

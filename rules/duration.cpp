@@ -43,7 +43,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         return std::nullopt;
     }
     if (text.find_first_of(" \t") != std::string_view::npos) {
-        // "5 min" and "1h 30m" are common first attempts; say what to write instead.
+        // "5 min" and "1h 30m" are common first attempts, so the message gives the spelling to use.
         std::string squeezed;
         for (char c : text) {
             if (c != ' ' && c != '\t') {
@@ -127,7 +127,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text, s
         }
         total += count * units[index].ms;
     }
-    // Durations are added to sample timestamps; a cap of 100 years keeps every such sum far
+    // Durations are added to sample timestamps. A cap of 100 years keeps every such sum far
     // from int64 overflow and is longer than any window or timer a rule needs.
     constexpr std::int64_t max_duration_ms = 100LL * 365 * 24 * 3600 * 1000;
     if (total > max_duration_ms) {

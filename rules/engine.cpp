@@ -192,8 +192,8 @@ std::string_view metric_name_of(std::span<const label_view> labels)
 // ---------------------------------------------------------------------------------------
 // Open-addressing map from a series fingerprint to the series index: linear probing over a
 // power-of-two table of 8-byte slots, at most 70% full, with backward-shift deletion (no
-// tombstones). A slot holds the series index and 32 bits of the fingerprint, so a probe
-// touches one cache line; the full fingerprint lives in the series entry and reaches the
+// tombstones). A slot contains the series index and 32 bits of the fingerprint, so a probe
+// touches one cache line. The full fingerprint is stored in the series entry and reaches the
 // index through `fingerprint_of_value` callbacks. Equal fingerprints of different label sets
 // (collisions) sit in the same probe run; find() tells them apart with the caller's check.
 class fingerprint_index {
@@ -729,9 +729,9 @@ struct engine::impl {
     }
 
     // Records the binding's current state as an event. Every change reaches the store this way.
-    // While the rule is over its alert limit the event is held back (not to be announced), and
-    // so is the resolution of an alert that was never announced; reconcile() announces what is
-    // still relevant once the rule is back under its limit.
+    // While the rule is over its alert limit, the event is marked held back (not to be
+    // announced), and so is the resolution of an alert that was never announced. Once the rule
+    // is back under its limit, reconcile() announces what is still relevant.
     void publish(std::uint32_t b, std::uint32_t s, alert_event::kind what, resolve_reason reason, time_ms at)
     {
         binding& entry = bindings_[b];
@@ -853,10 +853,10 @@ struct engine::impl {
 
     // -- evaluation ---------------------------------------------------------------------
 
-    // Checks a timestamp against max_future_skew and max_sample_age, and always against a
-    // fixed range of about +-31,700 years around the epoch. Durations are capped at 100
-    // years when rules load, so with that range `ts +- duration` never overflows int64, even
-    // when both limits are turned off.
+    // Checks a timestamp against max_future_skew and max_sample_age, and always against
+    // timestamp_bound_ms (about +-31,700 years around the epoch). parse_duration() rejects
+    // durations over 100 years, so with that range `ts +- duration` cannot overflow int64,
+    // even when both limits are turned off.
     ingest_status check_timestamp(time_ms ts, time_ms now)
     {
         constexpr time_ms timestamp_bound_ms = 1'000'000'000'000'000;
@@ -1017,8 +1017,8 @@ struct engine::impl {
         }
     }
 
-    // tick() forgets a series once every binding is missing and holds no alert, so that a
-    // returning sample starts with empty windows and timers. This does the same at once when
+    // tick() drops the state of a series once every binding is missing and has no alert, so
+    // that a returning sample starts with empty windows and timers. This does the same at once when
     // every binding was made missing by a stale marker or a non-numeric value, so that the
     // next sample finds the same state whether tick() ran in between or not. The series itself
     // stays, so later samples are still checked for order against the marker.
@@ -1270,15 +1270,16 @@ struct engine::impl {
     void apply_sample_gap(std::uint32_t s, time_ms previous, time_ms t)
     {
         const std::uint64_t gap = distance(previous, t);
-        // tick() forgets a series once every binding is missing and holds no alert, so that a
-        // returning sample starts with empty windows.
+        // tick() drops the state of a series once every binding is missing and has no alert,
+        // so that a returning sample starts with empty windows.
         bool forgotten = true;
         for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
             const no_data_policy& policy = slots_[bindings_[b].rule].def->no_data;
             const auto timeout = static_cast<std::uint64_t>(policy.timeout.count());
             // A binding made missing by a stale marker or a non-numeric value is missing from
-            // that sample's time, where mark_missing() applied the action already; any other is
-            // missing once the gap reaches the timeout. No overflow: missing_at <= t.
+            // that sample's time, because mark_missing() applied the action then. Any other
+            // binding is missing once the gap reaches the timeout. missing_at <= t, so the
+            // subtraction below cannot overflow.
             time_ms missing_at = bindings_[b].forced_missing_at;
             if (missing_at == no_time) {
                 if (gap < timeout) {
@@ -1315,7 +1316,7 @@ struct engine::impl {
     }
 
     // Applies the no-data policy to one binding. Returns true when the binding is missing and
-    // holds no alert, so the series can be forgotten.
+    // has no alert, so the series' state can be dropped.
     bool apply_no_data(std::uint32_t b, std::uint32_t s, time_ms now)
     {
         binding& entry = bindings_[b];
@@ -1638,7 +1639,7 @@ struct engine::impl {
             series_[s].last_ts = std::max(series_[s].last_ts, rec.last_sample_at);
             if (rec.last_sample_at > 0) {
                 // The arrival time of the last sample is not saved. In live use it is the sample
-                // time plus the sender's delay, so the sample time stands in for it, and the
+                // time plus the sender's delay, so the sample time is used instead, and the
                 // no-data timer continues from the last sample instead of restarting.
                 series_[s].last_arrival = std::min(now, series_[s].last_ts);
             }
@@ -1654,9 +1655,9 @@ struct engine::impl {
         return dropped;
     }
 
-    // The severities of a record's tiers: those saved with it, else the rule's own when the
-    // rule is unchanged, else inferred where the record leaves no doubt. Empty when they
-    // cannot be told.
+    // Returns the severities of a record's tiers: those saved with it, else the rule's own when
+    // the rule is unchanged, else inferred where the record leaves no doubt. Returns an empty
+    // list when they cannot be determined.
     static std::vector<severity> record_levels(const persisted_alert& rec, const rule& r, bool edited)
     {
         const std::size_t count = rec.tier_held_since.size();
@@ -1677,7 +1678,7 @@ struct engine::impl {
         }
         // Records saved before the store kept tier severities (state schema version 1) carry
         // none. With two or three tiers they are assumed to be the edited rule's when the tier
-        // count matches and the alert's level is one of them; a record that fails this test is
+        // count matches and the alert's level is one of them. A record that fails this test is
         // dropped.
         if (count == rule_levels.size() && std::find(rule_levels.begin(), rule_levels.end(), rec.level) != rule_levels.end()) {
             return rule_levels;
@@ -1738,7 +1739,7 @@ struct engine::impl {
     }
 
     // Returns the held tiers (bit i for tier i of `levels`, timers already in `entry`) that a
-    // saved alert of an edited rule had satisfied; the old `for` durations are not saved. A
+    // saved alert of an edited rule had satisfied. The old `for` durations are not saved. A
     // pending alert had none. A firing alert's level is its highest satisfied tier, so that
     // tier counts and none above it. A held tier below it counts when it held since the alert
     // fired or earlier, because with ordered thresholds it held along with the higher tier.

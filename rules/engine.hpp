@@ -67,7 +67,7 @@ struct alert_event {
         firing,           // a tier's `for` elapsed
         severity_changed, // escalation or de-escalation of a firing alert
         updated,          // timers changed without a visible transition (a higher tier started to hold)
-        resolved,         // no tier holds any more; `alert.reason` says why
+        resolved,         // no tier is held any more; `alert.reason` gives the cause
     };
     kind what = kind::updated;
     alert_snapshot alert;
@@ -168,7 +168,7 @@ public:
     // Restores alerts saved by a previous process. Call before the first ingest. A record of
     // an edited rule (same name, other hash) is mapped onto the new tiers by severity as in
     // replace_rules(). Records whose rule no longer exists, whose series the rule no longer
-    // selects, or whose tier severities cannot be told are dropped and their count returned.
+    // selects, or whose tier severities cannot be determined are dropped and their count returned.
     // The no-data timer of a restored series continues from its last sample.
     std::size_t restore(const std::vector<persisted_alert>& records);
 

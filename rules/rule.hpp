@@ -59,7 +59,7 @@ struct transform {
     bool extrapolate = true;  // rate/increase/delta extrapolate to the window edges as Prometheus does
 };
 
-// What happens when a series stops reporting. The silence is measured on the injected clock
+// The action taken when a series stops reporting. The silence is measured on the injected clock
 // from the moment the last sample arrived (or a Prometheus stale marker arrived).
 enum class no_data_action {
     resolve,    // resolve the series' alert once the series is missing
@@ -74,7 +74,7 @@ struct no_data_policy {
     severity alert_severity = severity::warning; // action alert only
 };
 
-// What a NaN or ±Inf value does. Either way it never fires and never resets a pending timer.
+// The handling of a NaN or ±Inf value. Either way it never fires and never resets a pending timer.
 enum class non_numeric_action {
     ignore,  // skip the value; the alert keeps its state
     no_data, // treat the series as silent, so the no-data policy applies

@@ -1047,7 +1047,7 @@ TEST_CASE("engine: restore maps an edited rule by severity")
     CHECK(events[0].alert.active_at == 1'000'000);
 }
 
-TEST_CASE("engine: restore of an edited rule keeps every satisfied tier, as a reload does")
+TEST_CASE("engine: restore of edited rule matches reload")
 {
     auto r = make_rule("HighCpu", "cpu",
                        {make_tier(severity::warning, compare_op::greater, 80, 10s),
