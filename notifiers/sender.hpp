@@ -1,0 +1,71 @@
+#pragma once
+// Sends outbox entries over HTTP(S) with Boost.Beast on the daemon's io_context, and resolves
+// each entry's destination and credentials from the current routing config at send time.
+//
+// - One keep-alive connection pool per scheme, host and port; TLS verifies the peer against the
+//   system's CA store and sends SNI.
+// - Each attempt has a deadline (the integration's timeout); a hung receiver costs one timeout.
+// - PagerDuty: the routing key is spliced into the stored body. Slack webhooks: the URL is the
+//   secret. Slack chat.postMessage: the bot token goes in an Authorization header; when the
+//   group already has a message, the new one is posted in its thread and the first message is
+//   updated in place with chat.update.
+//
+// Thread safety: all calls on the io_context's thread.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "notifiers/delivery.hpp"
+#include "routing/config.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace tocsin {
+
+struct slack_thread {
+    std::string channel; // channel id returned by chat.postMessage
+    std::string ts;      // opaque; never parsed as a number
+};
+
+struct send_target {
+    std::string url;            // a secret for webhooks
+    std::string routing_key;    // PagerDuty
+    std::string bearer_token;   // Slack bot token
+    milliseconds timeout{10'000};
+    bool slack_web_api = false; // chat.postMessage rather than an incoming webhook
+    std::string slack_update_url; // chat.update, next to app_url
+    bool thread_replies = true;
+    bool update_message = true;
+    std::optional<slack_thread> thread; // the group's first message, when there is one
+};
+
+// The destination of `entry` under `config`, or nullopt when its integration no longer exists
+// (the entry is then dropped and counted).
+std::optional<send_target> resolve_target(const outbox_entry& entry, const routing_config& config);
+
+class http_sender {
+public:
+    explicit http_sender(boost::asio::io_context& io, std::string user_agent = "tocsin");
+    ~http_sender();
+    http_sender(const http_sender&) = delete;
+    http_sender& operator=(const http_sender&) = delete;
+
+    // Sends one entry; calls `done` once on the io_context's thread with the classified result.
+    // For a Slack chat.postMessage that started a thread, the result carries its channel and ts.
+    void send(const outbox_entry& entry, const send_target& target, std::function<void(attempt_result)> done);
+
+    // Cancels every request in flight; their `done` gets reason "network".
+    void stop();
+
+    std::size_t in_flight() const;
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+} // namespace tocsin

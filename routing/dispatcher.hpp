@@ -1,0 +1,147 @@
+#pragma once
+// Aggregation groups, their timers and the notification log, on an injected clock.
+//
+// Semantics follow Alertmanager's dispatcher and dedup stage:
+// - An alert is routed (match_routes) and joins one group per matching route, keyed by the
+//   route key and the values of the route's group_by labels.
+// - A new group flushes group_wait after its first alert (at once when that alert started more
+//   than group_wait ago), then every group_interval, counted from the previous scheduled flush.
+// - At a flush, each integration of the route's receiver is notified when, per its notification
+//   log entry: it has never been notified and something fires; a firing alert was not in the
+//   last notification; everything resolved and the last notification had firing alerts; it
+//   sends resolved alerts and one resolved since the last notification; or repeat_interval has
+//   passed since the last notification. A notification holds every firing alert of the group
+//   (and the resolved ones when send_resolved), never a part of them.
+// - Resolved alerts leave a group after the flush that included them; an empty group is removed.
+// - Group timers and the notification log are part of the durable state (take_changes()), so a
+//   restart or a reload neither sends again what was sent nor forgets a resolve.
+//
+// Thread safety: none. One owner calls every member function.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rules/clock.hpp"
+#include "routing/alert.hpp"
+#include "routing/config.hpp"
+
+namespace tocsin {
+
+enum class integration_kind : std::uint8_t { webhook, pagerduty, slack, console };
+const char* to_string(integration_kind k);
+
+// One *_configs entry of a receiver.
+struct integration_ref {
+    std::string receiver;
+    integration_kind kind = integration_kind::webhook;
+    std::uint32_t index = 0; // position within the receiver's list of that kind
+    // "receiver/slack/0": stable across restarts, used as a key in the store and in metrics.
+    std::string id() const;
+    bool operator==(const integration_ref&) const = default;
+};
+
+struct notification {
+    integration_ref integration;
+    std::string route_key;
+    std::string group_key; // route key + ":" + group labels, e.g. {}/{team="db"}:{alertname="Disk"}
+    label_set group_labels;
+    dedup_scope dedup = dedup_scope::group;
+    std::vector<alert> alerts; // firing alerts first, then resolved ones; each part ordered by labels
+    std::size_t firing = 0;    // how many of `alerts` fire
+    time_ms created_at = 0;
+    bool all_resolved() const { return firing == 0; }
+};
+
+// Durable forms.
+struct group_record {
+    std::string group_key;
+    std::string route_key;
+    label_set group_labels;
+    time_ms next_flush_at = 0;
+    bool has_flushed = false;
+};
+
+struct nflog_record {
+    std::string group_key;
+    std::string integration_id;
+    std::vector<std::uint64_t> firing;   // label fingerprints in the last notification, sorted
+    std::vector<std::uint64_t> resolved; // sorted
+    time_ms sent_at = 0;
+    time_ms expires_at = 0; // dropped after this; refreshed on each notification
+};
+
+struct dispatch_state {
+    std::vector<alert> alerts;
+    std::vector<group_record> groups;
+    std::vector<nflog_record> nflog;
+};
+
+// What changed since the last take_changes(); applied to the store in one transaction together
+// with the outbox entries of the same flush.
+struct dispatch_changes {
+    std::vector<alert> alerts_upserted;
+    std::vector<std::uint64_t> alerts_deleted; // alert ids
+    std::vector<group_record> groups_upserted;
+    std::vector<std::string> groups_deleted;
+    std::vector<nflog_record> nflog_upserted;
+    std::vector<std::pair<std::string, std::string>> nflog_deleted; // (group_key, integration_id)
+    bool empty() const;
+};
+
+struct group_info {
+    std::string group_key;
+    std::string route_key;
+    std::string receiver;
+    label_set group_labels;
+    std::vector<std::uint64_t> alert_ids;
+    time_ms next_flush_at = 0;
+};
+
+struct dispatcher_stats {
+    std::size_t alerts = 0;
+    std::size_t groups = 0;
+    std::size_t nflog_entries = 0;
+    std::uint64_t notifications = 0; // produced by flush_due() since start
+};
+
+class dispatcher {
+public:
+    dispatcher(std::shared_ptr<const routing_config> config, const clock& clock);
+    ~dispatcher();
+    dispatcher(const dispatcher&) = delete;
+    dispatcher& operator=(const dispatcher&) = delete;
+
+    // Adds, updates or resolves an alert, matched by alert::id. When its labels change so that it
+    // leaves a group, that group keeps a resolved copy of it, so its receivers hear the resolve.
+    void upsert(alert a);
+
+    // Flushes every group whose time has come and returns the notifications to send.
+    std::vector<notification> flush_due();
+
+    // The earliest next flush, or nullopt when there are no groups.
+    std::optional<time_ms> next_flush_at() const;
+
+    // Installs a reloaded routing config. Every alert is routed again. A group whose key still
+    // exists keeps its timer and has_flushed, so a reload sends nothing by itself. Groups of
+    // removed routes are dropped; new groups start with group_wait.
+    void replace_config(std::shared_ptr<const routing_config> config);
+
+    // Loads state saved by a previous process. Call before the first upsert(). Alerts are routed
+    // with the current config; saved group timers apply to groups with the same key.
+    void restore(const dispatch_state& state);
+
+    dispatch_changes take_changes();
+
+    std::vector<alert> alerts() const;
+    std::vector<group_info> groups() const;
+    dispatcher_stats stats() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace tocsin
