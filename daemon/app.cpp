@@ -12,11 +12,13 @@
 
 #include "daemon/api.hpp"
 #include "daemon/config.hpp"
+#include "daemon/delivery_service.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/ingest.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/state_store.hpp"
+#include "notifiers/sender.hpp"
 #include "rules/engine.hpp"
 
 namespace tocsin {
@@ -69,8 +71,12 @@ public:
     daemon_app(app_options options, loaded_config config, std::unique_ptr<state_store> store)
         : options_(std::move(options)), config_(std::move(config)), store_(std::move(store)),
           engine_(config_.rules, config_.main.engine, clock_), signals_(io_, SIGTERM, SIGINT, SIGHUP),
-          tick_timer_(io_), watchdog_timer_(io_), drain_timer_(io_)
+          tick_timer_(io_), watchdog_timer_(io_), drain_timer_(io_), delivery_timer_(io_),
+          sender_(io_, std::string("tocsin/") + tocsin_version)
     {
+        delivery_ = std::make_unique<delivery_service>(
+            *store_, clock_, sender_, config_.routing, config_.templates, config_.main.delivery,
+            config_.main.external_url, [this] { asio::post(io_, [this] { on_delivery_wake(); }); });
         http_server_options http;
         http.address = config_.main.listen_address;
         http.port = config_.main.listen_port;
@@ -92,6 +98,14 @@ public:
         std::size_t dropped = engine_.restore(*records);
         log_->info("restored {} alerts from {} ({} dropped: rule gone, series no longer selected, or tiers not matched)",
                    records->size() - dropped, config_.main.state_dir, dropped);
+        log_warnings(config_.warnings);
+        if (!delivery_->start(engine_.alerts(), error)) {
+            log_->error("cannot read delivery state: {}", error);
+            return 1;
+        }
+        if (!config_.routing->present) {
+            log_->warn("the configuration has no route; alerts are visible in the API but notify nobody");
+        }
         flush_events();
 
         try {
@@ -209,6 +223,8 @@ private:
     void finish_shutdown()
     {
         flush_events();
+        delivery_->stop();
+        delivery_timer_.cancel();
         std::string error;
         if (!store_->replace_all(engine_.persisted_state(), error)) {
             log_->error("cannot save alert state at shutdown: {}", error);
@@ -221,8 +237,9 @@ private:
 
     // ---- persistence ----
 
-    // Writes the engine's alert changes to the store. Events that fail to write are kept and
-    // retried with the next flush, so a transient disk error loses nothing.
+    // Writes the engine's alert changes to the store together with the delivery changes they
+    // cause (group timers, notification log, outbox), then starts the sends. Events that fail to
+    // write are kept and retried with the next flush, so a transient disk error loses nothing.
     bool flush_events()
     {
         auto events = engine_.take_events();
@@ -230,11 +247,10 @@ private:
             log_event(e);
             unsaved_events_.push_back(std::move(e));
         }
-        if (unsaved_events_.empty()) {
-            return true;
-        }
         std::string error;
-        if (!store_->apply(unsaved_events_, error)) {
+        const bool saved = delivery_->flush(unsaved_events_, error);
+        arm_delivery_timer();
+        if (!saved) {
             ++store_write_failures_;
             auto now = std::chrono::steady_clock::now();
             if (now - last_store_error_log_ > std::chrono::seconds(10)) {
@@ -243,8 +259,50 @@ private:
             }
             return false;
         }
-        unsaved_events_.clear();
         return true;
+    }
+
+    // ---- delivery ----
+
+    void on_delivery_wake()
+    {
+        if (stopping_) {
+            return;
+        }
+        delivery_->pump();
+        arm_delivery_timer();
+    }
+
+    // Wakes the loop when a group is due to flush or a retry is due. Times come from the
+    // injected clock; the wait itself is on the steady clock.
+    void arm_delivery_timer()
+    {
+        auto next = delivery_->next_wakeup();
+        if (!next || stopping_) {
+            delivery_timer_.cancel();
+            armed_wakeup_.reset();
+            return;
+        }
+        if (armed_wakeup_ && *armed_wakeup_ == *next) {
+            return;
+        }
+        armed_wakeup_ = *next;
+        const auto delay = std::chrono::milliseconds(std::max<time_ms>(0, *next - clock_.now_ms()));
+        delivery_timer_.expires_after(delay);
+        delivery_timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || stopping_) {
+                return;
+            }
+            armed_wakeup_.reset();
+            flush_events();
+        });
+    }
+
+    void log_warnings(const diagnostics& warnings)
+    {
+        for (const auto& w : warnings.items()) {
+            log_->warn("config: {}", w.to_string());
+        }
     }
 
     // Logs firing, severity changes and resolutions at info, at most 20 lines per 10 s, then a
@@ -328,10 +386,13 @@ private:
         loaded->main.listen_port = config_.main.listen_port;
         loaded->main.tls = config_.main.tls;
         loaded->main.state_dir = config_.main.state_dir;
+        loaded->main.state_sync = config_.main.state_sync;
         loaded->main.ingest.max_body_bytes = config_.main.ingest.max_body_bytes;
 
         engine_.set_limits(loaded->main.engine);
         engine_.replace_rules(loaded->rules);
+        log_warnings(loaded->warnings);
+        delivery_->replace_config(loaded->routing, loaded->templates, loaded->main.delivery, loaded->main.external_url);
         config_ = std::move(*loaded);
         if (!options_.log_level.empty()) {
             set_log_level(options_.log_level);
@@ -361,6 +422,9 @@ private:
         }
         if (next.state_dir != current.state_dir) {
             log_->warn("state_dir changed to {}; it takes effect after a restart", next.state_dir);
+        }
+        if (next.state_sync != current.state_sync) {
+            log_->warn("state_sync changed to {}; it takes effect after a restart", next.state_sync);
         }
         if (next.ingest.max_body_bytes != current.ingest.max_body_bytes) {
             log_->warn("limits.max_body_bytes changed; it takes effect after a restart");
@@ -581,6 +645,10 @@ private:
     asio::steady_timer tick_timer_;
     asio::steady_timer watchdog_timer_;
     asio::steady_timer drain_timer_;
+    asio::steady_timer delivery_timer_;
+    std::optional<time_ms> armed_wakeup_;
+    http_sender sender_;
+    std::unique_ptr<delivery_service> delivery_;
     std::unique_ptr<http_server> server_;
     std::chrono::microseconds watchdog_interval_{0};
     std::chrono::steady_clock::time_point shutdown_deadline_;
@@ -686,6 +754,8 @@ std::string daemon_app::render_metrics()
     w.family("tocsin_state_store_unsaved_changes", "gauge", "Alert changes waiting to be written to the store.");
     w.sample("tocsin_state_store_unsaved_changes", static_cast<double>(unsaved_events_.size()));
 
+    delivery_->write_metrics(w);
+
     w.family("tocsin_http_unauthorized_requests_total", "counter", "Requests rejected for a missing or wrong bearer token.");
     w.sample("tocsin_http_unauthorized_requests_total", static_cast<double>(unauthorized_requests_));
     auto server_stats = server_->stats();
@@ -714,6 +784,7 @@ std::string daemon_app::render_metrics()
 int run_daemon(const app_options& options)
 {
     auto log = get_logger("main");
+    get_logger("notify"); // registered before the sender looks it up
     if (!options.log_level.empty() && !set_log_level(options.log_level)) {
         std::cerr << "invalid --log-level \"" << options.log_level << "\"; expected trace, debug, info, warn or error\n";
         return 1;
@@ -732,7 +803,8 @@ int run_daemon(const app_options& options)
     config->main.state_dir = resolve_state_dir(config->main);
 
     std::string error;
-    auto store = state_store::open(config->main.state_dir, error);
+    auto store = state_store::open(config->main.state_dir, error,
+                                   config->main.state_sync == "normal" ? sync_mode::normal : sync_mode::full);
     if (!store) {
         log->error("cannot open the state store: {}", error);
         return 1;

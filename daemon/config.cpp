@@ -119,6 +119,7 @@ private:
     void load_limits(const YAML::Node& node, main_config& config);
     void load_auth(const YAML::Node& node, main_config& config);
     void load_tls(const YAML::Node& node, main_config& config);
+    void load_delivery(const YAML::Node& node, main_config& config);
     void load_rule_globs(const YAML::Node& node, loaded_config& out);
     std::vector<std::string> read_tokens(const YAML::Node& node, std::string_view field,
                                          std::vector<std::string>& files);
@@ -160,7 +161,10 @@ std::optional<loaded_config> config_loader::load()
         }
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
-                           "limits", "auth", "tls"});
+                           "limits", "auth", "tls", "external_url", "delivery", "state_sync",
+                           // Alertmanager's routing schema, read by load_routing()
+                           "global", "route", "receivers", "inhibit_rules", "time_intervals",
+                           "mute_time_intervals", "templates"});
 
         if (const YAML::Node n = yaml::checker::child(root, "listen"); n.IsDefined()) {
             if (auto value = check_.string(n, "listen")) {
@@ -215,6 +219,45 @@ std::optional<loaded_config> config_loader::load()
         if (const YAML::Node n = yaml::checker::child(root, "rule_files"); n.IsDefined() && !n.IsNull()) {
             load_rule_globs(n, out);
         }
+        if (const YAML::Node n = yaml::checker::child(root, "external_url"); n.IsDefined()) {
+            if (auto value = check_.string(n, "external_url")) {
+                if (value->rfind("http://", 0) != 0 && value->rfind("https://", 0) != 0) {
+                    check_.error(n, fmt::format("invalid external_url {}; expected an http:// or https:// URL",
+                                                promql::quote(*value)));
+                } else {
+                    while (!value->empty() && value->back() == '/') {
+                        value->pop_back();
+                    }
+                    config.external_url = *value;
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "state_sync"); n.IsDefined()) {
+            if (auto value = check_.string(n, "state_sync")) {
+                if (*value != "full" && *value != "normal") {
+                    check_.error(n, fmt::format("invalid state_sync {}; expected full (survives power loss) or "
+                                                "normal (survives process crashes, no fsync wait)",
+                                                promql::quote(*value)));
+                } else {
+                    config.state_sync = *value;
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "delivery"); n.IsDefined() && !n.IsNull()) {
+            load_delivery(n, config);
+        }
+        out.routing = std::make_shared<routing_config>(
+            load_routing(root, check_, base_dir_.string(), out.warnings));
+    }
+    if (!out.routing) {
+        out.routing = std::make_shared<routing_config>();
+    }
+    if (config.external_url.empty()) {
+        config.external_url = fmt::format("http://{}:{}", config.listen_address.empty() ? "localhost" : config.listen_address,
+                                          config.listen_port);
+    }
+    if (check_.error_count() == 0) {
+        out.templates = compile_templates(*out.routing, path_, diags_);
     }
 
     std::vector<rule_group> groups;
@@ -231,6 +274,38 @@ std::optional<loaded_config> config_loader::load()
         return std::nullopt;
     }
     return out;
+}
+
+void config_loader::load_delivery(const YAML::Node& node, main_config& config)
+{
+    if (!check_.expect_map(node, "delivery")) {
+        return;
+    }
+    check_.check_keys(node, "delivery", {"initial_backoff", "max_backoff", "max_age", "timeout"});
+    struct knob {
+        const char* key;
+        std::chrono::milliseconds* target;
+    };
+    const knob knobs[] = {{"initial_backoff", &config.delivery.initial},
+                          {"max_backoff", &config.delivery.max_backoff},
+                          {"max_age", &config.delivery.max_age},
+                          {"timeout", &config.delivery.default_timeout}};
+    for (const auto& k : knobs) {
+        const YAML::Node n = yaml::checker::child(node, k.key);
+        if (!n.IsDefined()) {
+            continue;
+        }
+        if (auto d = check_.duration(n, fmt::format("delivery.{}", k.key))) {
+            if (d->count() <= 0) {
+                check_.error(n, fmt::format("delivery.{} must be greater than 0; expected for example 30s", k.key));
+            } else {
+                *k.target = *d;
+            }
+        }
+    }
+    if (config.delivery.max_backoff < config.delivery.initial) {
+        check_.error(node, "delivery.max_backoff is shorter than delivery.initial_backoff; raise max_backoff");
+    }
 }
 
 template <typename T>

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "notifiers/delivery.hpp"
+#include "notifiers/payload.hpp"
+#include "routing/config.hpp"
 #include "rules/diagnostics.hpp"
 #include "rules/engine.hpp"
 #include "rules/rule.hpp"
@@ -42,6 +45,9 @@ struct main_config {
     std::string listen_address = "127.0.0.1";
     std::uint16_t listen_port = 9793;
     std::string state_dir = "/var/lib/tocsin";
+    // full: every commit waits for fsync and survives a power loss; normal: survives a crash
+    // of the process, with no disk wait before a notification goes out.
+    std::string state_sync = "full";
     std::vector<std::string> rule_files; // globs, relative to the config file's folder
     ingest_limits ingest;
     // The daemon checks sample timestamps against its clock; engine_limits' own defaults
@@ -52,12 +58,19 @@ struct main_config {
     std::string log_level = "info";
     std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(10)};
     std::chrono::milliseconds tick_interval{std::chrono::seconds(1)};
+    // Base of links back to tocsind in notifications; default http://<listen address>.
+    std::string external_url;
+    retry_policy delivery; // the `delivery` section: retries and how long to keep trying
 };
 
 struct loaded_config {
     main_config main;
     std::shared_ptr<const rule_set> rules;
     std::vector<std::string> rule_file_paths; // the globs expanded, sorted
+    // The routing part (Alertmanager's schema) and its parsed templates.
+    std::shared_ptr<const routing_config> routing;
+    std::shared_ptr<const compiled_templates> templates;
+    diagnostics warnings; // problems that do not stop the load, such as keys tocsin ignores
 };
 
 // Loads the main config, the token files and every rule file. Collects every problem into

@@ -1,6 +1,7 @@
 // tocsinctl: checks configuration and rule files without starting the daemon, as promtool
-// does for Prometheus. Exit status 0 means valid, 1 means errors (printed one per line on
-// stderr as file:line:column: message), 2 means a usage error.
+// does for Prometheus, and shows where an alert would be routed, as amtool does. Exit status 0
+// means valid, 1 means errors (printed one per line on stderr as file:line:column: message) or
+// a failed route verification, 2 means a usage error.
 
 #include <cstdio>
 #include <string>
@@ -8,8 +9,11 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "daemon/config.hpp"
+#include "routing/config.hpp"
+#include "rules/duration.hpp"
 #include "rules/rule_loader.hpp"
 
 namespace {
@@ -33,8 +37,69 @@ int check_config(const std::string& path)
         std::fprintf(stderr, "%s: FAILED (%zu errors)\n", path.c_str(), diags.size());
         return 1;
     }
-    std::printf("%s: OK (%zu rule files, %zu rules)\n", path.c_str(), config->rule_file_paths.size(),
-                config->rules->rules.size());
+    for (const auto& w : config->warnings.items()) {
+        std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
+    }
+    std::printf("%s: OK (%zu rule files, %zu rules, %zu receivers)\n", path.c_str(), config->rule_file_paths.size(),
+                config->rules->rules.size(), config->routing->receivers.size());
+    return 0;
+}
+
+// Parses name=value or name="value" arguments into a label set.
+bool parse_label_args(const std::vector<std::string>& args, tocsin::label_set& out)
+{
+    std::vector<tocsin::label> labels;
+    for (const auto& arg : args) {
+        auto eq = arg.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            std::fprintf(stderr, "invalid label \"%s\"; expected name=value, for example severity=critical\n",
+                         arg.c_str());
+            return false;
+        }
+        std::string value = arg.substr(eq + 1);
+        if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+            value = value.substr(1, value.size() - 2);
+        }
+        labels.push_back(tocsin::label{arg.substr(0, eq), value});
+    }
+    out = tocsin::label_set(std::move(labels));
+    return true;
+}
+
+int test_routes(const std::string& path, const std::vector<std::string>& label_args, const std::string& expected)
+{
+    tocsin::diagnostics diags;
+    auto config = tocsin::load_config(path, diags);
+    if (!config) {
+        print_diagnostics(diags);
+        return 1;
+    }
+    tocsin::label_set labels;
+    if (!parse_label_args(label_args, labels)) {
+        return 2;
+    }
+    if (!config->routing->present) {
+        std::fprintf(stderr, "%s has no route; add route and receivers in Alertmanager's format\n", path.c_str());
+        return 1;
+    }
+    std::vector<std::string> receivers;
+    for (const auto* route : tocsin::match_routes(config->routing->root, labels)) {
+        std::string group_by = route->group_by_all ? "..." : fmt::format("{}", fmt::join(route->group_by, ","));
+        std::printf("%s\troute=%s group_by=[%s] group_wait=%s group_interval=%s repeat_interval=%s\n",
+                    route->receiver.c_str(), route->key.c_str(), group_by.c_str(),
+                    tocsin::format_duration(route->group_wait).c_str(),
+                    tocsin::format_duration(route->group_interval).c_str(),
+                    tocsin::format_duration(route->repeat_interval).c_str());
+        receivers.push_back(route->receiver);
+    }
+    if (!expected.empty()) {
+        const std::string got = fmt::format("{}", fmt::join(receivers, ","));
+        if (got != expected) {
+            std::fprintf(stderr, "route verification failed: expected receivers %s, got %s\n", expected.c_str(),
+                         got.c_str());
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -87,6 +152,17 @@ int main(int argc, char** argv)
     auto* check_rules_command = app.add_subcommand("check-rules", "Check rule files on their own");
     check_rules_command->add_option("FILE", rule_files, "Rule files to check")->required();
 
+    auto* routes = app.add_subcommand("routes", "Routing tree tools");
+    routes->require_subcommand(1);
+    auto* routes_test = routes->add_subcommand("test", "Print the receivers an alert with LABELS reaches");
+    std::string routes_config = "/etc/tocsin/tocsin.yaml";
+    std::vector<std::string> route_labels;
+    std::string verify_receivers;
+    routes_test->add_option("--config", routes_config, "Path of the config file")->capture_default_str();
+    routes_test->add_option("--verify-receivers", verify_receivers,
+                            "Comma-separated receivers that must be reached, in order; exit 1 otherwise");
+    routes_test->add_option("LABELS", route_labels, "Labels as name=value")->required();
+
     auto* version = app.add_subcommand("version", "Print the version");
 
     try {
@@ -101,6 +177,9 @@ int main(int argc, char** argv)
     }
     if (check_rules_command->parsed()) {
         return check_rules(rule_files);
+    }
+    if (routes_test->parsed()) {
+        return test_routes(routes_config, route_labels, verify_receivers);
     }
     if (version->parsed()) {
         std::printf("tocsinctl %s\n", tocsin_version);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -50,6 +51,52 @@ constexpr const char* migrations[] = {
     // an edited rule by severity. Rows from version 1 get an empty list.
     R"sql(
         ALTER TABLE alerts ADD COLUMN tier_levels TEXT NOT NULL DEFAULT '[]'; -- JSON array of severity names
+    )sql",
+    // Version 3: delivery. The dispatcher's alerts, group timers and notification log, the
+    // outbox, and the Slack message that each group's later messages thread onto.
+    R"sql(
+        CREATE TABLE dispatch_alerts (
+            id   INTEGER PRIMARY KEY, -- alert::id bit cast to signed
+            data TEXT NOT NULL        -- JSON: labels, annotations, times, generator_url, source
+        );
+        CREATE TABLE dispatch_groups (
+            group_key     TEXT PRIMARY KEY,
+            route_key     TEXT NOT NULL,
+            group_labels  TEXT NOT NULL, -- JSON object
+            next_flush_at INTEGER NOT NULL,
+            has_flushed   INTEGER NOT NULL
+        );
+        CREATE TABLE nflog (
+            group_key      TEXT NOT NULL,
+            integration_id TEXT NOT NULL,
+            firing         TEXT NOT NULL, -- JSON array of label fingerprints as 16 hex digits
+            resolved       TEXT NOT NULL,
+            sent_at        INTEGER NOT NULL,
+            expires_at     INTEGER NOT NULL,
+            PRIMARY KEY (group_key, integration_id)
+        );
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            receiver        TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            idx             INTEGER NOT NULL,
+            group_key       TEXT NOT NULL,
+            body            TEXT NOT NULL, -- without secrets; the sender adds them
+            resolved        INTEGER NOT NULL,
+            dedup_key       TEXT NOT NULL,
+            alert_count     INTEGER NOT NULL,
+            created_at      INTEGER NOT NULL,
+            attempts        INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            last_error      TEXT NOT NULL
+        );
+        CREATE TABLE slack_threads (
+            integration_id TEXT NOT NULL,
+            group_key      TEXT NOT NULL,
+            channel        TEXT NOT NULL,
+            ts             TEXT NOT NULL,
+            PRIMARY KEY (integration_id, group_key)
+        );
     )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
@@ -185,6 +232,101 @@ bool labels_from_json(const std::string& text, label_set& out)
     return true;
 }
 
+std::string annotations_to_json(const annotation_list& annotations)
+{
+    json object = json::object();
+    for (const auto& [name, value] : annotations) {
+        object[name] = value;
+    }
+    return object.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string alert_to_json(const alert& a)
+{
+    json object = {
+        {"labels", json::parse(labels_to_json(a.labels))},
+        {"annotations", json::parse(annotations_to_json(a.annotations))},
+        {"starts_at", a.starts_at},
+        {"ends_at", a.ends_at},
+        {"updated_at", a.updated_at},
+        {"generator_url", a.generator_url},
+        {"source", a.source},
+    };
+    return object.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+bool alert_from_json(const std::string& text, alert& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("labels") || !parsed["labels"].is_object() ||
+        !parsed.contains("annotations") || !parsed["annotations"].is_object()) {
+        return false;
+    }
+    if (!labels_from_json(parsed["labels"].dump(), out.labels)) {
+        return false;
+    }
+    out.annotations.clear();
+    for (const auto& [name, value] : parsed["annotations"].items()) {
+        if (!value.is_string()) {
+            return false;
+        }
+        out.annotations.emplace_back(name, value.get<std::string>());
+    }
+    out.starts_at = parsed.value("starts_at", time_ms{0});
+    out.ends_at = parsed.value("ends_at", time_ms{0});
+    out.updated_at = parsed.value("updated_at", time_ms{0});
+    out.generator_url = parsed.value("generator_url", std::string());
+    out.source = parsed.value("source", std::string("rules"));
+    return true;
+}
+
+std::string fingerprints_to_json(const std::vector<std::uint64_t>& values)
+{
+    json array = json::array();
+    for (std::uint64_t v : values) {
+        array.push_back(fmt::format("{:016x}", v));
+    }
+    return array.dump();
+}
+
+bool fingerprints_from_json(const std::string& text, std::vector<std::uint64_t>& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_array()) {
+        return false;
+    }
+    out.clear();
+    for (const json& item : parsed) {
+        if (!item.is_string()) {
+            return false;
+        }
+        const std::string hex = item.get<std::string>();
+        std::uint64_t value = 0;
+        auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), value, 16);
+        if (ec != std::errc() || end != hex.data() + hex.size()) {
+            return false;
+        }
+        out.push_back(value);
+    }
+    return true;
+}
+
+std::optional<integration_kind> parse_integration_kind(std::string_view name)
+{
+    for (auto kind : {integration_kind::webhook, integration_kind::pagerduty, integration_kind::slack,
+                      integration_kind::console}) {
+        if (name == to_string(kind)) {
+            return kind;
+        }
+    }
+    return std::nullopt;
+}
+
+void bind_text(sqlite3_stmt* s, int index, std::string_view text)
+{
+    sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+}
+
 } // namespace
 
 state_store::state_store(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -192,6 +334,9 @@ state_store::state_store(sqlite3* db, std::string path) : db_(db), path_(std::mo
 state_store::~state_store()
 {
     for (sqlite3_stmt* statement : {upsert_, delete_, select_all_, set_meta_, get_meta_}) {
+        sqlite3_finalize(statement);
+    }
+    for (auto& [sql, statement] : statements_) {
         sqlite3_finalize(statement);
     }
     // Closing checkpoints the WAL into the main file. A crash skips this and loses nothing,
@@ -222,7 +367,7 @@ bool state_store::execute(const char* sql, std::string& error)
     return true;
 }
 
-std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std::string& error)
+std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std::string& error, sync_mode sync)
 {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -249,10 +394,11 @@ std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std
     std::unique_ptr<state_store> store(new state_store(db, path));
 
     // FULL adds one fsync of the WAL per commit. Commits happen per batch of alert
-    // transitions, not per sample, so the cost is small and a committed transition also
-    // survives a power loss; NORMAL would only survive a process crash.
+    // transitions and notifications, not per sample; a committed batch then also survives a
+    // power loss. NORMAL writes the WAL without waiting for the disk: still safe against a
+    // crash of the process, which is what most deployments need, at no disk latency.
     if (!store->execute("PRAGMA journal_mode=WAL", error) ||
-        !store->execute("PRAGMA synchronous=FULL", error)) {
+        !store->execute(sync == sync_mode::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", error)) {
         return nullptr;
     }
 
@@ -404,6 +550,18 @@ bool state_store::commit_or_rollback(bool ok, std::string& error)
     return false;
 }
 
+bool state_store::apply_events(const std::vector<alert_event>& events, std::string& error)
+{
+    for (const alert_event& event : events) {
+        bool ends_alert = event.what == alert_event::kind::resolved || event.record.state == alert_state::inactive;
+        std::uint64_t id = event.record.id != 0 ? event.record.id : event.alert.id;
+        if (!(ends_alert ? remove(id, error) : upsert(event.record, error))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool state_store::apply(const std::vector<alert_event>& events, std::string& error)
 {
     if (events.empty()) {
@@ -412,16 +570,7 @@ bool state_store::apply(const std::vector<alert_event>& events, std::string& err
     if (!execute("BEGIN IMMEDIATE", error)) {
         return false;
     }
-    bool ok = true;
-    for (const alert_event& event : events) {
-        bool ends_alert = event.what == alert_event::kind::resolved || event.record.state == alert_state::inactive;
-        std::uint64_t id = event.record.id != 0 ? event.record.id : event.alert.id;
-        ok = ends_alert ? remove(id, error) : upsert(event.record, error);
-        if (!ok) {
-            break;
-        }
-    }
-    return commit_or_rollback(ok, error);
+    return commit_or_rollback(apply_events(events, error), error);
 }
 
 bool state_store::replace_all(const std::vector<persisted_alert>& alerts, std::string& error)
@@ -529,6 +678,384 @@ std::optional<std::string> state_store::get_meta(const std::string& key, std::st
     }
     sqlite3_reset(get_meta_);
     return value;
+}
+
+// ---- delivery state ----
+
+sqlite3_stmt* state_store::statement(const char* sql, std::string& error)
+{
+    if (auto it = statements_.find(sql); it != statements_.end()) {
+        sqlite3_reset(it->second);
+        sqlite3_clear_bindings(it->second);
+        return it->second;
+    }
+    sqlite3_stmt* prepared = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &prepared, nullptr) != SQLITE_OK) {
+        error = describe_failure("prepare a statement");
+        return nullptr;
+    }
+    statements_.emplace(sql, prepared);
+    return prepared;
+}
+
+namespace {
+
+// Steps a statement that returns no rows and resets it.
+bool step_done(sqlite3_stmt* s)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE;
+}
+
+} // namespace
+
+bool state_store::apply_changes(const dispatch_changes& changes, std::string& error)
+{
+    for (const alert& a : changes.alerts_upserted) {
+        sqlite3_stmt* s = statement("INSERT OR REPLACE INTO dispatch_alerts (id, data) VALUES (?, ?)", error);
+        if (s == nullptr) {
+            return false;
+        }
+        sqlite3_bind_int64(s, 1, to_signed(a.id));
+        bind_text(s, 2, alert_to_json(a));
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("save dispatcher alert {:016x}", a.id).c_str());
+            return false;
+        }
+    }
+    for (std::uint64_t id : changes.alerts_deleted) {
+        sqlite3_stmt* s = statement("DELETE FROM dispatch_alerts WHERE id = ?", error);
+        if (s == nullptr) {
+            return false;
+        }
+        sqlite3_bind_int64(s, 1, to_signed(id));
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("delete dispatcher alert {:016x}", id).c_str());
+            return false;
+        }
+    }
+    for (const group_record& g : changes.groups_upserted) {
+        sqlite3_stmt* s = statement("INSERT OR REPLACE INTO dispatch_groups (group_key, route_key, group_labels, "
+                                    "next_flush_at, has_flushed) VALUES (?, ?, ?, ?, ?)",
+                                    error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, g.group_key);
+        bind_text(s, 2, g.route_key);
+        bind_text(s, 3, labels_to_json(g.group_labels));
+        sqlite3_bind_int64(s, 4, g.next_flush_at);
+        sqlite3_bind_int(s, 5, g.has_flushed ? 1 : 0);
+        if (!step_done(s)) {
+            error = describe_failure("save a group timer");
+            return false;
+        }
+    }
+    for (const std::string& key : changes.groups_deleted) {
+        sqlite3_stmt* s = statement("DELETE FROM dispatch_groups WHERE group_key = ?", error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, key);
+        if (!step_done(s)) {
+            error = describe_failure("delete a group timer");
+            return false;
+        }
+    }
+    for (const nflog_record& n : changes.nflog_upserted) {
+        sqlite3_stmt* s = statement("INSERT OR REPLACE INTO nflog (group_key, integration_id, firing, resolved, "
+                                    "sent_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                                    error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, n.group_key);
+        bind_text(s, 2, n.integration_id);
+        bind_text(s, 3, fingerprints_to_json(n.firing));
+        bind_text(s, 4, fingerprints_to_json(n.resolved));
+        sqlite3_bind_int64(s, 5, n.sent_at);
+        sqlite3_bind_int64(s, 6, n.expires_at);
+        if (!step_done(s)) {
+            error = describe_failure("save a notification log entry");
+            return false;
+        }
+    }
+    for (const auto& [group_key, integration_id] : changes.nflog_deleted) {
+        sqlite3_stmt* s = statement("DELETE FROM nflog WHERE group_key = ? AND integration_id = ?", error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, group_key);
+        bind_text(s, 2, integration_id);
+        if (!step_done(s)) {
+            error = describe_failure("delete a notification log entry");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool state_store::insert_outbox(outbox_entry& entry, std::string& error)
+{
+    sqlite3_stmt* s = statement("INSERT INTO outbox (receiver, kind, idx, group_key, body, resolved, dedup_key, "
+                                "alert_count, created_at, attempts, next_attempt_at, last_error) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                error);
+    if (s == nullptr) {
+        return false;
+    }
+    const outbound_message& m = entry.message;
+    bind_text(s, 1, m.integration.receiver);
+    bind_text(s, 2, to_string(m.integration.kind));
+    sqlite3_bind_int64(s, 3, m.integration.index);
+    bind_text(s, 4, m.group_key);
+    bind_text(s, 5, m.body);
+    sqlite3_bind_int(s, 6, m.resolved ? 1 : 0);
+    bind_text(s, 7, m.dedup_key);
+    sqlite3_bind_int64(s, 8, static_cast<std::int64_t>(m.alert_count));
+    sqlite3_bind_int64(s, 9, entry.created_at);
+    sqlite3_bind_int64(s, 10, entry.attempts);
+    sqlite3_bind_int64(s, 11, entry.next_attempt_at);
+    bind_text(s, 12, entry.last_error);
+    if (!step_done(s)) {
+        error = describe_failure("add a notification to the outbox");
+        return false;
+    }
+    entry.id = static_cast<std::uint64_t>(sqlite3_last_insert_rowid(db_));
+    return true;
+}
+
+bool state_store::commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
+                         std::vector<outbox_entry>& new_entries, std::string& error)
+{
+    const bool no_changes =
+        std::all_of(changes.begin(), changes.end(), [](const dispatch_changes& c) { return c.empty(); });
+    if (events.empty() && no_changes && new_entries.empty()) {
+        return true;
+    }
+    if (!execute("BEGIN IMMEDIATE", error)) {
+        return false;
+    }
+    bool ok = apply_events(events, error);
+    for (const auto& batch : changes) {
+        ok = ok && apply_changes(batch, error);
+    }
+    for (auto& entry : new_entries) {
+        if (!ok) {
+            break;
+        }
+        ok = insert_outbox(entry, error);
+    }
+    if (!commit_or_rollback(ok, error)) {
+        for (auto& entry : new_entries) {
+            entry.id = 0;
+        }
+        return false;
+    }
+    return true;
+}
+
+std::optional<dispatch_state> state_store::load_dispatch_state(std::string& error)
+{
+    dispatch_state state;
+    sqlite3_stmt* s = statement("SELECT id, data FROM dispatch_alerts ORDER BY id", error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        alert a;
+        a.id = to_unsigned(sqlite3_column_int64(s, 0));
+        if (!alert_from_json(text_column(s, 1), a)) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: dispatcher alert {:016x} has invalid data; {}", path_, a.id,
+                                fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        state.alerts.push_back(std::move(a));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read dispatcher alerts");
+        return std::nullopt;
+    }
+
+    s = statement("SELECT group_key, route_key, group_labels, next_flush_at, has_flushed FROM dispatch_groups", error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        group_record g;
+        g.group_key = text_column(s, 0);
+        g.route_key = text_column(s, 1);
+        if (!labels_from_json(text_column(s, 2), g.group_labels)) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: group {} has invalid labels; {}", path_, g.group_key,
+                                fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        g.next_flush_at = sqlite3_column_int64(s, 3);
+        g.has_flushed = sqlite3_column_int(s, 4) != 0;
+        state.groups.push_back(std::move(g));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read group timers");
+        return std::nullopt;
+    }
+
+    s = statement("SELECT group_key, integration_id, firing, resolved, sent_at, expires_at FROM nflog", error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        nflog_record n;
+        n.group_key = text_column(s, 0);
+        n.integration_id = text_column(s, 1);
+        if (!fingerprints_from_json(text_column(s, 2), n.firing) ||
+            !fingerprints_from_json(text_column(s, 3), n.resolved)) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: notification log entry of group {} has invalid alert lists; {}",
+                                path_, n.group_key, fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        n.sent_at = sqlite3_column_int64(s, 4);
+        n.expires_at = sqlite3_column_int64(s, 5);
+        state.nflog.push_back(std::move(n));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read the notification log");
+        return std::nullopt;
+    }
+    return state;
+}
+
+std::optional<std::vector<outbox_entry>> state_store::load_outbox(std::string& error)
+{
+    sqlite3_stmt* s = statement("SELECT id, receiver, kind, idx, group_key, body, resolved, dedup_key, alert_count, "
+                                "created_at, attempts, next_attempt_at, last_error FROM outbox ORDER BY id",
+                                error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    std::vector<outbox_entry> entries;
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        outbox_entry e;
+        e.id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
+        e.message.integration.receiver = text_column(s, 1);
+        auto kind = parse_integration_kind(text_column(s, 2));
+        if (!kind) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: outbox entry {} has an unknown kind; {}", path_, e.id,
+                                fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        e.message.integration.kind = *kind;
+        e.message.integration.index = static_cast<std::uint32_t>(sqlite3_column_int64(s, 3));
+        e.message.group_key = text_column(s, 4);
+        e.message.body = text_column(s, 5);
+        e.message.resolved = sqlite3_column_int(s, 6) != 0;
+        e.message.dedup_key = text_column(s, 7);
+        e.message.alert_count = static_cast<std::size_t>(sqlite3_column_int64(s, 8));
+        e.created_at = sqlite3_column_int64(s, 9);
+        e.attempts = static_cast<std::uint32_t>(sqlite3_column_int64(s, 10));
+        e.next_attempt_at = sqlite3_column_int64(s, 11);
+        e.last_error = text_column(s, 12);
+        entries.push_back(std::move(e));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read the outbox");
+        return std::nullopt;
+    }
+    return entries;
+}
+
+bool state_store::update_outbox(const outbox_entry& entry, std::string& error)
+{
+    sqlite3_stmt* s =
+        statement("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?", error);
+    if (s == nullptr) {
+        return false;
+    }
+    sqlite3_bind_int64(s, 1, entry.attempts);
+    sqlite3_bind_int64(s, 2, entry.next_attempt_at);
+    bind_text(s, 3, entry.last_error);
+    sqlite3_bind_int64(s, 4, static_cast<std::int64_t>(entry.id));
+    if (!step_done(s)) {
+        error = describe_failure(fmt::format("update outbox entry {}", entry.id).c_str());
+        return false;
+    }
+    return true;
+}
+
+bool state_store::remove_outbox(std::uint64_t id, std::string& error)
+{
+    sqlite3_stmt* s = statement("DELETE FROM outbox WHERE id = ?", error);
+    if (s == nullptr) {
+        return false;
+    }
+    sqlite3_bind_int64(s, 1, static_cast<std::int64_t>(id));
+    if (!step_done(s)) {
+        error = describe_failure(fmt::format("remove outbox entry {}", id).c_str());
+        return false;
+    }
+    return true;
+}
+
+bool state_store::set_slack_thread(const thread_key& key, const slack_thread& thread, std::string& error)
+{
+    sqlite3_stmt* s = statement(
+        "INSERT OR REPLACE INTO slack_threads (integration_id, group_key, channel, ts) VALUES (?, ?, ?, ?)", error);
+    if (s == nullptr) {
+        return false;
+    }
+    bind_text(s, 1, key.first);
+    bind_text(s, 2, key.second);
+    bind_text(s, 3, thread.channel);
+    bind_text(s, 4, thread.ts);
+    if (!step_done(s)) {
+        error = describe_failure("save a Slack thread");
+        return false;
+    }
+    return true;
+}
+
+bool state_store::remove_slack_thread(const thread_key& key, std::string& error)
+{
+    sqlite3_stmt* s = statement("DELETE FROM slack_threads WHERE integration_id = ? AND group_key = ?", error);
+    if (s == nullptr) {
+        return false;
+    }
+    bind_text(s, 1, key.first);
+    bind_text(s, 2, key.second);
+    if (!step_done(s)) {
+        error = describe_failure("remove a Slack thread");
+        return false;
+    }
+    return true;
+}
+
+std::optional<std::map<state_store::thread_key, slack_thread>> state_store::load_slack_threads(std::string& error)
+{
+    sqlite3_stmt* s = statement("SELECT integration_id, group_key, channel, ts FROM slack_threads", error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    std::map<thread_key, slack_thread> threads;
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        threads[{text_column(s, 0), text_column(s, 1)}] = slack_thread{text_column(s, 2), text_column(s, 3)};
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read Slack threads");
+        return std::nullopt;
+    }
+    return threads;
 }
 
 } // namespace tocsin

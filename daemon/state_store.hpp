@@ -1,18 +1,27 @@
 #pragma once
-// Durable daemon state in SQLite: the pending and firing alerts with their timers, and a small
-// key/value table for facts such as the hash of the last loaded configuration.
+// Durable daemon state in SQLite: the pending and firing alerts with their timers; the
+// delivery state (the dispatcher's alerts, group timers and notification log, the outbox of
+// notifications not yet accepted by their receiver, and the Slack message of each group); and a
+// small key/value table for facts such as the hash of the last loaded configuration.
 //
-// The database is <state_dir>/tocsin.db in WAL mode with synchronous=FULL: a transaction that
-// apply() or replace_all() committed survives a crash of the process and, on storage that
-// honours fsync, a power loss.
+// The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
+// SIGKILL of the process in both sync modes. With sync_mode::full (the default) each commit
+// also waits for fsync, so it survives a power loss on storage that honours fsync; with
+// sync_mode::normal a power loss can undo the last commits, and a commit costs no disk wait.
 //
 // Thread safety: none. One owner calls every member function.
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
+#include "notifiers/delivery.hpp"
+#include "notifiers/sender.hpp"
+#include "routing/dispatcher.hpp"
 #include "rules/engine.hpp"
 
 struct sqlite3;
@@ -20,12 +29,15 @@ struct sqlite3_stmt;
 
 namespace tocsin {
 
+enum class sync_mode { full, normal };
+
 class state_store {
 public:
     // Opens or creates <state_dir>/tocsin.db, creating the folder when missing, and brings the
     // schema up to date. Returns null and sets `error` (naming the file and the fix) when the
     // folder or file cannot be used or the database is corrupt.
-    static std::unique_ptr<state_store> open(const std::string& state_dir, std::string& error);
+    static std::unique_ptr<state_store> open(const std::string& state_dir, std::string& error,
+                                             sync_mode sync = sync_mode::full);
 
     ~state_store();
     state_store(const state_store&) = delete;
@@ -41,6 +53,26 @@ public:
     // Replaces every stored alert with `alerts` in one transaction (used at shutdown).
     bool replace_all(const std::vector<persisted_alert>& alerts, std::string& error);
 
+    // Writes alert events, batches of dispatcher changes (in order) and new outbox entries in
+    // one transaction, so a crash never leaves a notification log entry without the
+    // notification that it records.
+    // Assigns each new entry its id.
+    bool commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
+                std::vector<outbox_entry>& new_entries, std::string& error);
+
+    std::optional<dispatch_state> load_dispatch_state(std::string& error);
+    // Every undelivered outbox entry, oldest first.
+    std::optional<std::vector<outbox_entry>> load_outbox(std::string& error);
+    // Saves attempts, next_attempt_at and last_error of a retried entry.
+    bool update_outbox(const outbox_entry& entry, std::string& error);
+    // Removes a delivered, failed or dropped entry.
+    bool remove_outbox(std::uint64_t id, std::string& error);
+
+    using thread_key = std::pair<std::string, std::string>; // (integration id, group key)
+    bool set_slack_thread(const thread_key& key, const slack_thread& thread, std::string& error);
+    bool remove_slack_thread(const thread_key& key, std::string& error);
+    std::optional<std::map<thread_key, slack_thread>> load_slack_threads(std::string& error);
+
     bool set_meta(const std::string& key, const std::string& value, std::string& error);
     // Returns nullopt with `error` empty when the key is absent, or with `error` set on failure.
     std::optional<std::string> get_meta(const std::string& key, std::string& error);
@@ -48,7 +80,7 @@ public:
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
 private:
     state_store(sqlite3* db, std::string path);
@@ -59,6 +91,11 @@ private:
     bool execute(const char* sql, std::string& error);
     bool commit_or_rollback(bool ok, std::string& error);
     std::string describe_failure(const char* action) const;
+    // A prepared statement for `sql`, prepared on first use and kept until the store closes.
+    sqlite3_stmt* statement(const char* sql, std::string& error);
+    bool apply_events(const std::vector<alert_event>& events, std::string& error);
+    bool apply_changes(const dispatch_changes& changes, std::string& error);
+    bool insert_outbox(outbox_entry& entry, std::string& error);
 
     sqlite3* db_ = nullptr;
     std::string path_;
@@ -67,6 +104,7 @@ private:
     sqlite3_stmt* select_all_ = nullptr;
     sqlite3_stmt* set_meta_ = nullptr;
     sqlite3_stmt* get_meta_ = nullptr;
+    std::unordered_map<const char*, sqlite3_stmt*> statements_; // keyed by the SQL literal's address
 };
 
 } // namespace tocsin

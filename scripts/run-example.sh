@@ -138,8 +138,40 @@ node_exporter_url="http://127.0.0.1:$node_exporter_port"
 # tocsind reads the example rules in place, so an edit to examples/rules/*.yaml takes effect
 # on the next reload.
 sed -e "s|^listen: .*|listen: 127.0.0.1:$tocsin_port|" \
+    -e "s|^external_url: .*|external_url: $tocsin_url|" \
     -e "s|^rule_files: .*|rule_files: [\"$source_dir/examples/rules/*.yaml\"]|" \
+    -e '/^# --- receivers ---$/,$d' \
     "$source_dir/examples/tocsin.yaml" >"$run_dir/tocsin.yaml"
+
+# Receivers: Slack and PagerDuty when their secrets are in the environment, otherwise the
+# console receiver, which prints each notification to tocsind's log. tocsind reads the
+# secrets from the environment itself; they are never written to the config file.
+slack_receiver() {
+    echo "    slack_configs:"
+    echo "      - api_url_env: TOCSIN_SLACK_WEBHOOK_URL"
+    echo "        send_resolved: true"
+}
+console_receiver() {
+    echo "    console_configs: [{send_resolved: true}]"
+}
+delivery_targets=()
+{
+    echo "receivers:"
+    echo "  - name: console"
+    if [ -n "${TOCSIN_SLACK_WEBHOOK_URL:-}" ]; then slack_receiver; else console_receiver; fi
+    echo "  - name: oncall"
+    if [ -n "${TOCSIN_SLACK_WEBHOOK_URL:-}" ]; then slack_receiver; fi
+    if [ -n "${TOCSIN_PAGERDUTY_ROUTING_KEY:-}" ]; then
+        echo "    pagerduty_configs:"
+        echo "      - routing_key_env: TOCSIN_PAGERDUTY_ROUTING_KEY"
+    fi
+    if [ -z "${TOCSIN_SLACK_WEBHOOK_URL:-}" ] && [ -z "${TOCSIN_PAGERDUTY_ROUTING_KEY:-}" ]; then
+        console_receiver
+    fi
+} >>"$run_dir/tocsin.yaml"
+[ -n "${TOCSIN_SLACK_WEBHOOK_URL:-}" ] && delivery_targets+=("Slack")
+[ -n "${TOCSIN_PAGERDUTY_ROUTING_KEY:-}" ] && delivery_targets+=("PagerDuty (critical and page alerts)")
+[ ${#delivery_targets[@]} -gt 0 ] || delivery_targets+=("the console receiver (lines in $log_dir/tocsind.log)")
 
 sed -e "s|@SCRAPE_INTERVAL@|5s|" \
     -e "s|@EVALUATION_INTERVAL@|5s|" \
@@ -305,6 +337,34 @@ if show_alerts "$tocsin_url" wait "$alert_timeout"; then
     fired=1
 fi
 
+# Waits for the first notification of the alert group: a console line in the log, or a
+# notification accepted by Slack or PagerDuty. group_wait in the example is 10s.
+say "waiting up to 60s for the first notification (to ${delivery_targets[*]})"
+notified=0
+python3 - "$tocsin_url" "$log_dir/tocsind.log" <<'EOF' && notified=1
+import re, sys, time, urllib.request
+base_url, log_path = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        lines = [l.rstrip() for l in f if "console receiver" in l]
+    if lines:
+        print(lines[0][:2000])
+        sys.exit(0)
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        sent = sum(float(m) for m in re.findall(r"^tocsin_notifications_sent_total\{[^}]*\} (\S+)$", text, re.M))
+        if sent > 0:
+            print(f"{sent:.0f} notifications accepted by the receivers")
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(1)
+print("no notification within 60s; see the log", file=sys.stderr)
+sys.exit(1)
+EOF
+
 cat <<EOF
 
     tocsind alerts    $tocsin_url/api/v1/alerts
@@ -316,7 +376,7 @@ cat <<EOF
 EOF
 
 if [ "$once" -eq 1 ]; then
-    [ "$fired" -eq 1 ] || exit 1
+    [ "$fired" -eq 1 ] && [ "$notified" -eq 1 ] || exit 1
     exit 0
 fi
 

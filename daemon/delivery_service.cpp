@@ -1,0 +1,396 @@
+#include "daemon/delivery_service.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "daemon/logging.hpp"
+
+namespace tocsin {
+
+namespace {
+
+// An engine alert as routing sees it. A resolve is dated when tocsind learned of it, capped by
+// its sample time, so a sample stamped slightly in the future does not delay the resolve.
+alert to_routing_alert(const alert_snapshot& s, time_ms now, bool resolved)
+{
+    alert a;
+    a.id = s.id;
+    a.labels = s.labels;
+    a.annotations = s.annotations;
+    std::sort(a.annotations.begin(), a.annotations.end());
+    a.starts_at = s.fired_at != 0 ? s.fired_at : s.active_at;
+    if (resolved) {
+        a.ends_at = s.resolved_at != 0 ? std::min(s.resolved_at, now) : now;
+        if (a.ends_at <= 0) {
+            a.ends_at = now;
+        }
+    }
+    a.updated_at = now;
+    a.source = "rules";
+    return a;
+}
+
+std::shared_ptr<spdlog::logger> notify_log() { return get_logger("notify"); }
+
+} // namespace
+
+delivery_service::delivery_service(state_store& store, const clock& clock, http_sender& sender,
+                                   std::shared_ptr<const routing_config> routing,
+                                   std::shared_ptr<const compiled_templates> templates, retry_policy policy,
+                                   std::string external_url, std::function<void()> wake)
+    : store_(store), clock_(clock), sender_(sender), routing_(std::move(routing)), templates_(std::move(templates)),
+      policy_(policy), external_url_(std::move(external_url)), wake_(std::move(wake)),
+      dispatcher_(std::make_unique<dispatcher>(routing_, clock_)),
+      queue_(std::make_unique<delivery_queue>(policy_, clock_))
+{
+    apply_limits();
+}
+
+delivery_service::~delivery_service() = default;
+
+void delivery_service::apply_limits()
+{
+    integrations_.clear();
+    for (const auto& r : routing_->receivers) {
+        auto set = [&](integration_kind kind, std::size_t i, const delivery_limits& limits) {
+            auto id = integration_ref{r.name, kind, static_cast<std::uint32_t>(i)}.id();
+            queue_->set_limits(id, kind, limits);
+            integrations_.insert(std::move(id));
+        };
+        for (std::size_t i = 0; i < r.webhooks.size(); ++i) {
+            set(integration_kind::webhook, i, r.webhooks[i].limits);
+        }
+        for (std::size_t i = 0; i < r.pagerduty.size(); ++i) {
+            set(integration_kind::pagerduty, i, r.pagerduty[i].limits);
+        }
+        for (std::size_t i = 0; i < r.slack.size(); ++i) {
+            set(integration_kind::slack, i, r.slack[i].limits);
+        }
+    }
+}
+
+bool delivery_service::start(const std::vector<alert_snapshot>& engine_alerts, std::string& error)
+{
+    auto state = store_.load_dispatch_state(error);
+    if (!state) {
+        return false;
+    }
+    auto outbox = store_.load_outbox(error);
+    if (!outbox) {
+        return false;
+    }
+    auto threads = store_.load_slack_threads(error);
+    if (!threads) {
+        return false;
+    }
+    threads_ = std::move(*threads);
+    dispatcher_->restore(*state);
+
+    const time_ms now = clock_.now_ms();
+    std::set<std::uint64_t> engine_firing;
+    for (const auto& s : engine_alerts) {
+        if (s.state != alert_state::firing || s.id == 0) {
+            continue; // meta alerts of rules over their limit have id 0 and are not routed
+        }
+        engine_firing.insert(s.id);
+    }
+    std::set<std::uint64_t> known;
+    std::size_t resolved = 0;
+    for (const alert& a : dispatcher_->alerts()) {
+        known.insert(a.id);
+        if (a.source == "rules" && !a.resolved_at(now) && engine_firing.count(a.id) == 0) {
+            alert copy = a;
+            copy.ends_at = now;
+            copy.updated_at = now;
+            dispatcher_->upsert(std::move(copy));
+            ++resolved;
+        }
+    }
+    std::size_t added = 0;
+    for (const auto& s : engine_alerts) {
+        if (s.state == alert_state::firing && s.id != 0 && known.count(s.id) == 0) {
+            dispatcher_->upsert(to_routing_alert(s, now, false));
+            ++added;
+        }
+    }
+    for (auto& entry : *outbox) {
+        queue_->add(std::move(entry));
+    }
+    auto stats = dispatcher_->stats();
+    notify_log()->info("delivery state restored: {} alerts in {} groups, {} notification log entries, {} undelivered "
+                       "notifications; {} alerts resolved and {} added to match the rule engine",
+                       stats.alerts, stats.groups, stats.nflog_entries, queue_->size(), resolved, added);
+    return true;
+}
+
+void delivery_service::upsert_from_event(const alert_event& e)
+{
+    if (e.held_back || e.alert.id == 0) {
+        return;
+    }
+    const time_ms now = clock_.now_ms();
+    switch (e.what) {
+    case alert_event::kind::firing:
+    case alert_event::kind::severity_changed:
+        dispatcher_->upsert(to_routing_alert(e.alert, now, false));
+        break;
+    case alert_event::kind::updated:
+        if (e.alert.state == alert_state::firing) {
+            dispatcher_->upsert(to_routing_alert(e.alert, now, false));
+        }
+        break;
+    case alert_event::kind::resolved:
+        // Only alerts that fired reached the dispatcher; a pending alert that resolves is news
+        // to nobody.
+        if (e.alert.fired_at != 0) {
+            dispatcher_->upsert(to_routing_alert(e.alert, now, true));
+        }
+        break;
+    case alert_event::kind::pending:
+        break;
+    }
+}
+
+void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out)
+{
+    const time_ms now = clock_.now_ms();
+    for (const notification& n : dispatcher_->flush_due()) {
+        build_result built = build_messages(n, *routing_, *templates_);
+        for (const auto& line : built.log_lines) {
+            notify_log()->warn("{}", line);
+        }
+        if (built.template_errors > 0) {
+            template_errors_[n.integration.receiver] += built.template_errors;
+        }
+        for (auto& m : built.messages) {
+            ++metrics_[m.integration.id()].notifications;
+            if (m.integration.kind == integration_kind::console) {
+                print_console(m);
+                continue;
+            }
+            outbox_entry e;
+            e.message = std::move(m);
+            e.created_at = now;
+            e.next_attempt_at = now;
+            out.push_back(std::move(e));
+        }
+    }
+}
+
+void delivery_service::print_console(const outbound_message& m)
+{
+    notify_log()->info("console receiver {}: {}", m.integration.receiver, m.body);
+}
+
+bool delivery_service::flush(std::vector<alert_event>& events, std::string& error)
+{
+    for (const auto& e : events) {
+        upsert_from_event(e);
+    }
+    std::vector<outbox_entry> fresh;
+    enqueue_notifications(fresh);
+    auto changes = dispatcher_->take_changes();
+    if (!changes.empty()) {
+        unsaved_changes_.push_back(std::move(changes));
+    }
+    for (auto& e : fresh) {
+        unsaved_entries_.push_back(std::move(e));
+    }
+    if (!store_.commit(events, unsaved_changes_, unsaved_entries_, error)) {
+        ++store_failures_;
+        // The dispatcher already moved on; its changes and the new entries wait in memory
+        // and are written with the next flush, in order.
+        return false;
+    }
+    events.clear();
+    unsaved_changes_.clear();
+    for (auto& e : unsaved_entries_) {
+        queue_->add(std::move(e));
+    }
+    unsaved_entries_.clear();
+    pump();
+    return true;
+}
+
+void delivery_service::pump()
+{
+    if (stopped_) {
+        return;
+    }
+    auto exists = [this](const std::string& id) { return integrations_.count(id) > 0; };
+    for (const auto& dropped : queue_->expire(exists)) {
+        drop_entry(dropped, "it is older than delivery.max_age or its receiver was removed from the configuration");
+    }
+    for (auto& entry : queue_->take_due()) {
+        auto target = resolve_target(entry, *routing_);
+        if (!target) {
+            attempt_result gone;
+            gone.outcome = attempt_outcome::failed;
+            gone.reason = "receiver_removed";
+            queue_->complete(entry.id, gone);
+            drop_entry(entry, "its receiver is no longer in the configuration");
+            continue;
+        }
+        if (entry.message.integration.kind == integration_kind::slack && target->slack_web_api) {
+            auto it = threads_.find({entry.message.integration.id(), entry.message.group_key});
+            if (it != threads_.end()) {
+                target->thread = it->second;
+            }
+        }
+        const std::uint64_t id = entry.id;
+        in_flight_[id] = entry;
+        sender_.send(entry, *target, [this, id](attempt_result result) { on_result(id, result); });
+    }
+}
+
+void delivery_service::drop_entry(const outbox_entry& entry, const char* why)
+{
+    std::string error;
+    if (!store_.remove_outbox(entry.id, error)) {
+        notify_log()->error("cannot remove outbox entry {}: {}", entry.id, error);
+    }
+    notify_log()->warn("dropped notification for {} (group {}) after {} attempts: {}", entry.message.integration.id(),
+                       entry.message.group_key, entry.attempts, why);
+}
+
+void delivery_service::on_result(std::uint64_t id, const attempt_result& result)
+{
+    auto flight = in_flight_.find(id);
+    if (flight == in_flight_.end()) {
+        return;
+    }
+    outbox_entry sent = std::move(flight->second);
+    in_flight_.erase(flight);
+    if (stopped_) {
+        return; // the entry stays in the outbox for the next start
+    }
+    auto completion = queue_->complete(id, result);
+    const std::string integration = sent.message.integration.id();
+    std::string error;
+    switch (completion.outcome) {
+    case attempt_outcome::delivered: {
+        const double seconds = static_cast<double>(clock_.now_ms() - sent.created_at) / 1000.0;
+        metrics_[integration].latency.observe(std::max(0.0, seconds));
+        if (sent.message.integration.kind == integration_kind::slack) {
+            const state_store::thread_key key{integration, sent.message.group_key};
+            if (sent.message.resolved) {
+                // The episode is over; the next firing starts a new message.
+                if (threads_.erase(key) > 0 && !store_.remove_slack_thread(key, error)) {
+                    notify_log()->error("cannot forget the Slack thread of group {}: {}", key.second, error);
+                }
+            } else if (!result.slack_ts.empty() && threads_.count(key) == 0) {
+                slack_thread thread{result.slack_channel, result.slack_ts};
+                threads_[key] = thread;
+                if (!store_.set_slack_thread(key, thread, error)) {
+                    notify_log()->error("cannot save the Slack thread of group {}: {}", key.second, error);
+                }
+            }
+        }
+        if (!store_.remove_outbox(id, error)) {
+            notify_log()->error("cannot mark notification {} delivered: {}", id, error);
+        }
+        notify_log()->debug("delivered to {} (group {}) on attempt {}", integration, sent.message.group_key,
+                            completion.entry.attempts);
+        break;
+    }
+    case attempt_outcome::failed:
+        if (!store_.remove_outbox(id, error)) {
+            notify_log()->error("cannot remove failed notification {}: {}", id, error);
+        }
+        notify_log()->error("{} rejected the notification for group {} (HTTP {}, {}): {}; not retried, fix the "
+                            "receiver's configuration",
+                            integration, sent.message.group_key, result.http_status, result.reason,
+                            result.detail.empty() ? "no details" : result.detail);
+        break;
+    case attempt_outcome::retry:
+        if (!store_.update_outbox(completion.entry, error)) {
+            notify_log()->error("cannot save the retry state of notification {}: {}", id, error);
+        }
+        notify_log()->warn("delivery to {} failed (HTTP {}, {}{}{}); attempt {} retries in {} ms", integration,
+                           result.http_status, result.reason, result.detail.empty() ? "" : ": ", result.detail,
+                           completion.entry.attempts + 1,
+                           std::max<time_ms>(0, completion.entry.next_attempt_at - clock_.now_ms()));
+        break;
+    }
+    if (wake_) {
+        wake_();
+    }
+}
+
+std::optional<time_ms> delivery_service::next_wakeup() const
+{
+    auto a = dispatcher_->next_flush_at();
+    auto b = queue_->next_wakeup();
+    if (a && b) {
+        return std::min(*a, *b);
+    }
+    return a ? a : b;
+}
+
+void delivery_service::replace_config(std::shared_ptr<const routing_config> routing,
+                                      std::shared_ptr<const compiled_templates> templates, retry_policy policy,
+                                      std::string external_url)
+{
+    routing_ = std::move(routing);
+    templates_ = std::move(templates);
+    policy_ = policy;
+    external_url_ = std::move(external_url);
+    dispatcher_->replace_config(routing_);
+    apply_limits();
+}
+
+void delivery_service::stop()
+{
+    stopped_ = true;
+    sender_.stop();
+}
+
+void delivery_service::write_metrics(metrics_writer& w) const
+{
+    const auto& counters = queue_->counters();
+    auto counter_family = [&](const char* name, const char* help, auto field) {
+        w.family(name, "counter", help);
+        for (const auto& [id, c] : counters) {
+            w.sample(name, {{"integration", id}}, static_cast<double>(c.*field));
+        }
+    };
+    counter_family("tocsin_notifications_sent_total", "Notifications accepted by their receiver.",
+                   &integration_counters::sent);
+    counter_family("tocsin_notifications_failed_total", "Notifications rejected by their receiver and not retried.",
+                   &integration_counters::failed);
+    counter_family("tocsin_notifications_retried_total", "Delivery attempts that will be retried.",
+                   &integration_counters::retried);
+    counter_family("tocsin_notifications_dropped_total",
+                   "Notifications given up after delivery.max_age or because their receiver was removed.",
+                   &integration_counters::dropped);
+    w.family("tocsin_notification_queue_length", "gauge", "Notifications waiting in the outbox, in flight included.");
+    for (const auto& [id, c] : counters) {
+        w.sample("tocsin_notification_queue_length", {{"integration", id}}, static_cast<double>(c.queued + c.in_flight));
+    }
+    w.family("tocsin_notifications_total", "counter", "Notifications produced by group flushes, per integration.");
+    for (const auto& [id, m] : metrics_) {
+        w.sample("tocsin_notifications_total", {{"integration", id}}, static_cast<double>(m.notifications));
+    }
+    w.family("tocsin_notification_delivery_seconds", "histogram",
+             "Time from a notification entering the outbox to its receiver accepting it.");
+    for (const auto& [id, m] : metrics_) {
+        if (m.latency.count > 0) {
+            w.histogram("tocsin_notification_delivery_seconds", {{"integration", id}}, m.latency);
+        }
+    }
+    w.family("tocsin_notification_template_errors_total", "counter",
+             "Templates that failed while rendering; the default text was sent instead.");
+    for (const auto& [receiver, count] : template_errors_) {
+        w.sample("tocsin_notification_template_errors_total", {{"receiver", receiver}}, static_cast<double>(count));
+    }
+    auto stats = dispatcher_->stats();
+    w.family("tocsin_dispatcher_alerts", "gauge", "Alerts held by the dispatcher, resolved ones not yet notified included.");
+    w.sample("tocsin_dispatcher_alerts", static_cast<double>(stats.alerts));
+    w.family("tocsin_dispatcher_groups", "gauge", "Aggregation groups.");
+    w.sample("tocsin_dispatcher_groups", static_cast<double>(stats.groups));
+    w.family("tocsin_delivery_store_failures_total", "counter", "Failed commits of delivery state; retried with the next flush.");
+    w.sample("tocsin_delivery_store_failures_total", static_cast<double>(store_failures_));
+}
+
+} // namespace tocsin

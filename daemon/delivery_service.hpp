@@ -1,0 +1,100 @@
+#pragma once
+// Delivery inside tocsind: rule engine events in, notifications out.
+//
+//   engine events -> dispatcher (groups, timers, notification log) -> payloads -> outbox
+//   (durable) -> delivery_queue (order, retries, limits) -> http_sender -> receivers
+//
+// Every flush commits the engine's alert events, the dispatcher's changes and the new outbox
+// entries in one store transaction before anything is sent; an entry leaves the outbox when its
+// receiver accepted it (or rejected it for good). After a crash the outbox is sent again, so
+// delivery is at least once; PagerDuty's dedup_key makes a repeat harmless.
+//
+// Thread safety: all calls on the daemon's event loop thread.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/metrics.hpp"
+#include "daemon/state_store.hpp"
+#include "notifiers/delivery.hpp"
+#include "notifiers/payload.hpp"
+#include "notifiers/sender.hpp"
+#include "routing/dispatcher.hpp"
+#include "rules/engine.hpp"
+
+namespace tocsin {
+
+class delivery_service {
+public:
+    // `wake` is called when the next wake-up time may have moved (after a send completes); the
+    // daemon then calls pump() and re-arms its timer for next_wakeup().
+    delivery_service(state_store& store, const clock& clock, http_sender& sender,
+                     std::shared_ptr<const routing_config> routing, std::shared_ptr<const compiled_templates> templates,
+                     retry_policy policy, std::string external_url, std::function<void()> wake);
+    ~delivery_service();
+
+    // Loads the dispatcher state, the outbox and the Slack threads from the store, then brings the
+    // dispatcher in line with the engine's alerts: a firing alert it does not know joins its
+    // groups, and an alert it holds as firing that the engine no longer has is resolved now.
+    bool start(const std::vector<alert_snapshot>& engine_alerts, std::string& error);
+
+    // Feeds engine events to the dispatcher, flushes groups whose time has come and commits
+    // the events, the dispatcher changes and the new notifications in one transaction. Events
+    // that fail to commit stay in `events` for the next call; returns false then.
+    bool flush(std::vector<alert_event>& events, std::string& error);
+
+    // Starts sends whose turn has come.
+    void pump();
+
+    // When flush() or pump() next has work, on the injected clock.
+    std::optional<time_ms> next_wakeup() const;
+
+    void replace_config(std::shared_ptr<const routing_config> routing, std::shared_ptr<const compiled_templates> templates,
+                        retry_policy policy, std::string external_url);
+
+    // Cancels sends in flight; their entries stay in the outbox for the next start.
+    void stop();
+
+    void write_metrics(metrics_writer& w) const;
+    const dispatcher& groups() const { return *dispatcher_; }
+
+private:
+    struct integration_metrics {
+        latency_histogram latency; // enqueue to acceptance
+        std::uint64_t notifications = 0;
+    };
+
+    void upsert_from_event(const alert_event& e);
+    void enqueue_notifications(std::vector<outbox_entry>& out);
+    void print_console(const outbound_message& m);
+    void on_result(std::uint64_t id, const attempt_result& result);
+    void drop_entry(const outbox_entry& entry, const char* why);
+    void apply_limits();
+
+    state_store& store_;
+    const clock& clock_;
+    http_sender& sender_;
+    std::shared_ptr<const routing_config> routing_;
+    std::shared_ptr<const compiled_templates> templates_;
+    retry_policy policy_;
+    std::string external_url_;
+    std::function<void()> wake_;
+    std::unique_ptr<dispatcher> dispatcher_;
+    std::unique_ptr<delivery_queue> queue_;
+    std::vector<dispatch_changes> unsaved_changes_;
+    std::vector<outbox_entry> unsaved_entries_;
+    std::map<state_store::thread_key, slack_thread> threads_;
+    std::map<std::uint64_t, outbox_entry> in_flight_; // by id, to know what a result belongs to
+    std::map<std::string, integration_metrics> metrics_;
+    std::map<std::string, std::uint64_t> template_errors_; // by receiver
+    std::set<std::string> integrations_; // ids of the integrations in the current config
+    std::uint64_t store_failures_ = 0;
+    bool stopped_ = false;
+};
+
+} // namespace tocsin

@@ -1,0 +1,733 @@
+#include "routing/dispatcher.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace tocsin {
+
+namespace {
+
+// A notification log entry outlives its last notification by repeat_interval plus this, so a
+// group that comes back within that time is compared against what was last sent.
+constexpr time_ms nflog_retention_ms = 5LL * 24 * 3'600'000;
+
+using nflog_key = std::pair<std::string, std::string>; // (group_key, integration_id)
+
+struct integration_slot {
+    integration_kind kind;
+    std::uint32_t index;
+    bool send_resolved;
+};
+
+std::vector<integration_slot> integrations_of(const receiver_config& receiver)
+{
+    std::vector<integration_slot> out;
+    auto add = [&out](integration_kind kind, const auto& list) {
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            out.push_back({kind, static_cast<std::uint32_t>(i), list[i].send_resolved});
+        }
+    };
+    add(integration_kind::webhook, receiver.webhooks);
+    add(integration_kind::pagerduty, receiver.pagerduty);
+    add(integration_kind::slack, receiver.slack);
+    add(integration_kind::console, receiver.console);
+    return out;
+}
+
+label_set group_labels_of(const route_config& route, const label_set& labels)
+{
+    if (route.group_by_all) {
+        return labels;
+    }
+    std::vector<label> picked;
+    for (const auto& name : route.group_by) {
+        auto value = labels.get(name);
+        if (!value.empty()) {
+            picked.push_back({name, std::string(value)});
+        }
+    }
+    return label_set(std::move(picked));
+}
+
+// Alertmanager's dedup decision for one integration (its DedupStage.needsUpdate), with the
+// repeat check inclusive so that a reminder falls exactly on the tick repeat_interval after the
+// last notification. `firing` and `resolved` are sorted fingerprints.
+bool needs_update(const nflog_record* entry, const std::vector<std::uint64_t>& firing,
+                  const std::vector<std::uint64_t>& resolved, bool send_resolved, milliseconds repeat, time_ms now)
+{
+    if (entry == nullptr) {
+        return !firing.empty();
+    }
+    if (!std::includes(entry->firing.begin(), entry->firing.end(), firing.begin(), firing.end())) {
+        return true;
+    }
+    if (firing.empty()) {
+        // Everything resolved: notify only when the receiver last heard of firing alerts. This
+        // holds regardless of send_resolved, so that the log forgets the firing alerts.
+        return !entry->firing.empty();
+    }
+    if (send_resolved &&
+        !std::includes(entry->resolved.begin(), entry->resolved.end(), resolved.begin(), resolved.end())) {
+        return true;
+    }
+    return entry->sent_at + repeat.count() <= now;
+}
+
+struct sorted_alert {
+    std::string sort_key; // label set in Prometheus notation
+    const alert* value;
+};
+
+std::vector<std::uint64_t> fingerprints_of(const std::vector<sorted_alert>& alerts)
+{
+    std::vector<std::uint64_t> out;
+    out.reserve(alerts.size());
+    for (const auto& a : alerts) {
+        out.push_back(a.value->fingerprint());
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+} // namespace
+
+struct dispatcher::impl {
+    struct group {
+        std::string key;
+        const route_config* route = nullptr;
+        label_set labels;
+        // Alerts by id: the alert's current version, or a resolved copy kept after a label
+        // change moved the alert out of this group (the alert's entry then does not list it).
+        // NOTE: resolved copies are not in the durable state, so after a restart the group
+        // they were in never announces that resolve.
+        std::map<std::uint64_t, alert> alerts;
+        time_ms next_flush_at = 0;
+        bool has_flushed = false;
+    };
+
+    struct alert_entry {
+        alert current;
+        std::vector<std::string> group_keys; // the groups that hold `current`
+        time_ms orphan_expiry = 0;           // the alert's time in orphan_expiry_, or 0 when not listed there
+    };
+
+    struct group_target {
+        const route_config* route;
+        std::string key;
+        label_set labels;
+    };
+
+    struct saved_timer {
+        time_ms next_flush_at;
+        bool has_flushed;
+    };
+
+    impl(std::shared_ptr<const routing_config> config, const clock& clock) : clock_(clock)
+    {
+        install_config(std::move(config));
+    }
+
+    void install_config(std::shared_ptr<const routing_config> config)
+    {
+        config_ = std::move(config);
+        routes_by_key_.clear();
+        if (config_->present) {
+            index_routes(config_->root);
+        }
+    }
+
+    void index_routes(const route_config& route)
+    {
+        routes_by_key_.emplace(route.key, &route);
+        for (const auto& child : route.routes) {
+            index_routes(child);
+        }
+    }
+
+    std::vector<group_target> targets_for(const label_set& labels) const
+    {
+        std::vector<group_target> out;
+        if (!config_->present) {
+            return out;
+        }
+        for (const route_config* route : match_routes(config_->root, labels)) {
+            label_set group_labels = group_labels_of(*route, labels);
+            std::string key = route->key + ":" + group_labels.to_string();
+            out.push_back({route, std::move(key), std::move(group_labels)});
+        }
+        return out;
+    }
+
+    void mark_group(const std::string& key)
+    {
+        if (!quiet_groups_) {
+            dirty_groups_.insert(key);
+        }
+    }
+
+    void set_timer(group& g, time_ms at)
+    {
+        timers_.erase({g.next_flush_at, g.key});
+        g.next_flush_at = at;
+        timers_.insert({at, g.key});
+        mark_group(g.key);
+    }
+
+    group& ensure_group(const std::string& key, const route_config* route, const label_set& labels, time_ms now)
+    {
+        auto it = groups_.find(key);
+        if (it != groups_.end()) {
+            it->second->route = route;
+            return *it->second;
+        }
+        auto g = std::make_unique<group>();
+        g->key = key;
+        g->route = route;
+        g->labels = labels;
+        g->next_flush_at = now + route->group_wait.count();
+        timers_.insert({g->next_flush_at, key});
+        mark_group(key);
+        return *groups_.emplace(key, std::move(g)).first->second;
+    }
+
+    // Adds or replaces an alert in `g`. Like Alertmanager, a group that has not flushed yet
+    // flushes at once when the alert started more than group_wait ago.
+    void put_in_group(group& g, const alert& a, time_ms now)
+    {
+        g.alerts.insert_or_assign(a.id, a);
+        if (!g.has_flushed && a.starts_at + g.route->group_wait.count() <= now && g.next_flush_at > now) {
+            set_timer(g, now);
+        }
+    }
+
+    void remove_group(std::string key) // a copy: the group that owns the original goes away
+    {
+        auto it = groups_.find(key);
+        timers_.erase({it->second->next_flush_at, key});
+        groups_.erase(it);
+        mark_group(key);
+    }
+
+    void set_orphan(alert_entry& entry)
+    {
+        clear_orphan(entry);
+        if (entry.group_keys.empty() && entry.current.ends_at != 0) {
+            entry.orphan_expiry = entry.current.ends_at;
+            orphan_expiry_.insert({entry.orphan_expiry, entry.current.id});
+        }
+    }
+
+    void clear_orphan(alert_entry& entry)
+    {
+        if (entry.orphan_expiry != 0) {
+            orphan_expiry_.erase({entry.orphan_expiry, entry.current.id});
+            entry.orphan_expiry = 0;
+        }
+    }
+
+    void erase_alert(std::unordered_map<std::uint64_t, alert_entry>::iterator it)
+    {
+        clear_orphan(it->second);
+        dirty_alerts_.insert(it->first);
+        alerts_.erase(it);
+    }
+
+    // Puts the alert into every group its labels route to.
+    void route_alert(alert_entry& entry, time_ms now)
+    {
+        for (auto& t : targets_for(entry.current.labels)) {
+            group& g = ensure_group(t.key, t.route, t.labels, now);
+            put_in_group(g, entry.current, now);
+            entry.group_keys.push_back(t.key);
+        }
+    }
+
+    void upsert(alert a)
+    {
+        const time_ms now = clock_.now_ms();
+        const std::uint64_t id = a.id;
+        dirty_alerts_.insert(id);
+        auto found = alerts_.find(id);
+        if (found == alerts_.end()) {
+            auto& entry = alerts_.emplace(id, alert_entry{std::move(a), {}, 0}).first->second;
+            route_alert(entry, now);
+            finish_upsert(alerts_.find(id), now);
+            return;
+        }
+
+        alert_entry& entry = found->second;
+        const bool resolved = a.resolved_at(now);
+        std::vector<group_target> targets = targets_for(a.labels);
+        if (resolved) {
+            // A resolve goes only to the groups that contain the alert, because no other group
+            // announced it firing.
+            std::erase_if(targets, [&entry](const group_target& t) {
+                return std::find(entry.group_keys.begin(), entry.group_keys.end(), t.key) == entry.group_keys.end();
+            });
+        }
+
+        // Groups the alert leaves keep a resolved copy, so their receivers hear the resolve.
+        for (const auto& key : entry.group_keys) {
+            bool stays = std::any_of(targets.begin(), targets.end(), [&key](const group_target& t) { return t.key == key; });
+            if (stays) {
+                continue;
+            }
+            alert copy = entry.current;
+            if (!copy.resolved_at(now)) {
+                copy.ends_at = now;
+                copy.updated_at = now;
+            }
+            groups_.at(key)->alerts.insert_or_assign(id, std::move(copy));
+        }
+
+        entry.current = std::move(a);
+        entry.group_keys.clear();
+        for (auto& t : targets) {
+            group& g = ensure_group(t.key, t.route, t.labels, now);
+            put_in_group(g, entry.current, now);
+            entry.group_keys.push_back(t.key);
+        }
+        finish_upsert(found, now);
+    }
+
+    // An alert in no group is kept while it fires (the API still lists it) and dropped once
+    // resolved, because no receiver is left to tell.
+    void finish_upsert(std::unordered_map<std::uint64_t, alert_entry>::iterator it, time_ms now)
+    {
+        alert_entry& entry = it->second;
+        if (entry.group_keys.empty() && entry.current.resolved_at(now)) {
+            erase_alert(it);
+            return;
+        }
+        set_orphan(entry);
+    }
+
+    void put_nflog(nflog_record record)
+    {
+        nflog_key key{record.group_key, record.integration_id};
+        auto it = nflog_.find(key);
+        if (it != nflog_.end()) {
+            nflog_expiry_.erase({it->second.expires_at, key});
+            it->second = std::move(record);
+        } else {
+            it = nflog_.emplace(key, std::move(record)).first;
+        }
+        nflog_expiry_.insert({it->second.expires_at, key});
+        dirty_nflog_.insert(std::move(key));
+    }
+
+    // NOTE: expiry runs only inside flush_due(), and next_flush_at() ignores it, so with no
+    // groups left an expired entry stays until the caller flushes for another reason.
+    void expire(time_ms now)
+    {
+        while (!nflog_expiry_.empty() && nflog_expiry_.begin()->first <= now) {
+            nflog_key key = nflog_expiry_.begin()->second;
+            nflog_expiry_.erase(nflog_expiry_.begin());
+            nflog_.erase(key);
+            dirty_nflog_.insert(std::move(key));
+        }
+        while (!orphan_expiry_.empty() && orphan_expiry_.begin()->first <= now) {
+            auto it = alerts_.find(orphan_expiry_.begin()->second);
+            erase_alert(it);
+        }
+    }
+
+    std::vector<notification> flush_due()
+    {
+        const time_ms now = clock_.now_ms();
+        expire(now);
+
+        // Collected first: a flush reschedules its group, and a zero group_interval would
+        // otherwise bring the same group back in this loop.
+        std::vector<std::string> due;
+        for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) {
+            due.push_back(it->second);
+        }
+        std::vector<notification> out;
+        for (const auto& key : due) {
+            flush_group(*groups_.at(key), now, out);
+        }
+        notifications_ += out.size();
+        return out;
+    }
+
+    void flush_group(group& g, time_ms now, std::vector<notification>& out)
+    {
+        std::vector<sorted_alert> firing;
+        std::vector<sorted_alert> resolved;
+        for (const auto& [id, a] : g.alerts) {
+            (a.resolved_at(now) ? resolved : firing).push_back({a.labels.to_string(), &a});
+        }
+        auto by_labels = [](const sorted_alert& x, const sorted_alert& y) { return x.sort_key < y.sort_key; };
+        std::sort(firing.begin(), firing.end(), by_labels);
+        std::sort(resolved.begin(), resolved.end(), by_labels);
+        const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
+        const std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
+
+        if (const receiver_config* receiver = config_->find_receiver(g.route->receiver)) {
+            for (const auto& slot : integrations_of(*receiver)) {
+                integration_ref ref{receiver->name, slot.kind, slot.index};
+                std::string integration_id = ref.id();
+                auto entry = nflog_.find({g.key, integration_id});
+                const nflog_record* previous = entry == nflog_.end() ? nullptr : &entry->second;
+                if (!needs_update(previous, firing_fps, resolved_fps, slot.send_resolved, g.route->repeat_interval,
+                                  now)) {
+                    continue;
+                }
+                // Without send_resolved the resolved alerts stay out, and a notification of
+                // nothing but resolves is not sent. The log still records the new state.
+                if (slot.send_resolved || !firing.empty()) {
+                    out.push_back(make_notification(g, std::move(ref), firing, slot.send_resolved ? resolved
+                                                                                            : std::vector<sorted_alert>{},
+                                                     now));
+                }
+                nflog_record record;
+                record.group_key = g.key;
+                record.integration_id = std::move(integration_id);
+                record.firing = firing_fps;
+                record.resolved = resolved_fps;
+                record.sent_at = now;
+                record.expires_at = now + g.route->repeat_interval.count() + nflog_retention_ms;
+                put_nflog(std::move(record));
+            }
+        }
+
+        // Resolved alerts leave the group whether they were announced or needed no notification.
+        std::vector<std::uint64_t> leaving;
+        leaving.reserve(resolved.size());
+        for (const auto& r : resolved) {
+            leaving.push_back(r.value->id);
+        }
+        for (std::uint64_t id : leaving) {
+            g.alerts.erase(id);
+            auto it = alerts_.find(id);
+            if (it == alerts_.end()) {
+                continue;
+            }
+            auto& keys = it->second.group_keys;
+            auto pos = std::find(keys.begin(), keys.end(), g.key);
+            if (pos == keys.end()) {
+                continue; // a copy left behind by a label change
+            }
+            keys.erase(pos);
+            if (keys.empty()) {
+                erase_alert(it);
+            }
+        }
+
+        g.has_flushed = true;
+        time_ms next = g.next_flush_at + g.route->group_interval.count();
+        if (next <= now) {
+            next = now + g.route->group_interval.count(); // the process was down or stalled
+        }
+        set_timer(g, next);
+        if (g.alerts.empty()) {
+            remove_group(g.key);
+        }
+    }
+
+    static notification make_notification(const group& g, integration_ref ref, const std::vector<sorted_alert>& firing,
+                                          const std::vector<sorted_alert>& resolved, time_ms now)
+    {
+        notification n;
+        n.integration = std::move(ref);
+        n.route_key = g.route->key;
+        n.group_key = g.key;
+        n.group_labels = g.labels;
+        n.dedup = g.route->dedup;
+        n.alerts.reserve(firing.size() + resolved.size());
+        for (const auto& a : firing) {
+            n.alerts.push_back(*a.value);
+        }
+        for (const auto& a : resolved) {
+            n.alerts.push_back(*a.value);
+        }
+        n.firing = firing.size();
+        n.created_at = now;
+        return n;
+    }
+
+    std::unordered_map<std::string, saved_timer> timers_by_key() const
+    {
+        std::unordered_map<std::string, saved_timer> out;
+        for (const auto& [key, g] : groups_) {
+            out.emplace(key, saved_timer{g->next_flush_at, g->has_flushed});
+        }
+        return out;
+    }
+
+    // Gives groups that existed before the timers they had, and marks as changed only the
+    // groups that appeared or disappeared.
+    void apply_saved_timers(const std::unordered_map<std::string, saved_timer>& saved)
+    {
+        quiet_groups_ = true;
+        for (auto& [key, g] : groups_) {
+            auto it = saved.find(key);
+            if (it != saved.end()) {
+                g->has_flushed = it->second.has_flushed;
+                set_timer(*g, it->second.next_flush_at);
+            }
+        }
+        quiet_groups_ = false;
+        for (const auto& [key, g] : groups_) {
+            if (!saved.contains(key)) {
+                dirty_groups_.insert(key);
+            }
+        }
+        for (const auto& [key, timer] : saved) {
+            if (!groups_.contains(key)) {
+                dirty_groups_.insert(key);
+            }
+        }
+    }
+
+    void replace_config(std::shared_ptr<const routing_config> config)
+    {
+        const time_ms now = clock_.now_ms();
+        const auto saved = timers_by_key();
+        auto old_groups = std::move(groups_);
+        groups_.clear();
+        timers_.clear();
+        install_config(std::move(config));
+        quiet_groups_ = true;
+
+        // Resolves not yet announced stay in their group while its route exists, so a reload
+        // neither drops nor repeats them.
+        for (const auto& [key, old] : old_groups) {
+            auto route = routes_by_key_.find(old->route->key);
+            if (route == routes_by_key_.end()) {
+                continue;
+            }
+            for (const auto& [id, a] : old->alerts) {
+                if (!a.resolved_at(now)) {
+                    continue;
+                }
+                group& g = ensure_group(key, route->second, old->labels, now);
+                g.alerts.insert_or_assign(id, a);
+            }
+        }
+
+        for (auto it = alerts_.begin(); it != alerts_.end();) {
+            alert_entry& entry = it->second;
+            std::vector<std::string> old_keys = std::move(entry.group_keys);
+            entry.group_keys.clear();
+            if (entry.current.resolved_at(now)) {
+                for (const auto& key : old_keys) {
+                    if (groups_.contains(key)) {
+                        entry.group_keys.push_back(key);
+                    }
+                }
+            } else {
+                route_alert(entry, now);
+                leave_resolved_copies(entry, old_keys, old_groups, now);
+            }
+            if (entry.group_keys.empty() && entry.current.resolved_at(now)) {
+                clear_orphan(entry);
+                dirty_alerts_.insert(it->first);
+                it = alerts_.erase(it);
+                continue;
+            }
+            set_orphan(entry);
+            ++it;
+        }
+        quiet_groups_ = false;
+        apply_saved_timers(saved);
+    }
+
+    // After a reload, a firing alert that no longer reaches a group of a surviving route leaves
+    // a resolved copy there, as a label change does.
+    void leave_resolved_copies(const alert_entry& entry, const std::vector<std::string>& old_keys,
+                               const std::unordered_map<std::string, std::unique_ptr<group>>& old_groups, time_ms now)
+    {
+        for (const auto& key : old_keys) {
+            if (std::find(entry.group_keys.begin(), entry.group_keys.end(), key) != entry.group_keys.end()) {
+                continue;
+            }
+            const group& old = *old_groups.at(key);
+            auto route = routes_by_key_.find(old.route->key);
+            if (route == routes_by_key_.end()) {
+                continue;
+            }
+            alert copy = entry.current;
+            copy.ends_at = now;
+            copy.updated_at = now;
+            group& g = ensure_group(key, route->second, old.labels, now);
+            g.alerts.insert_or_assign(copy.id, std::move(copy));
+        }
+    }
+
+    void restore(const dispatch_state& state)
+    {
+        const time_ms now = clock_.now_ms();
+        quiet_groups_ = true;
+        for (const auto& a : state.alerts) {
+            auto [it, inserted] = alerts_.insert_or_assign(a.id, alert_entry{a, {}, 0});
+            (void)inserted;
+            route_alert(it->second, now);
+            finish_upsert(it, now);
+        }
+        quiet_groups_ = false;
+
+        std::unordered_map<std::string, saved_timer> saved;
+        for (const auto& r : state.groups) {
+            saved.insert_or_assign(r.group_key, saved_timer{r.next_flush_at, r.has_flushed});
+        }
+        apply_saved_timers(saved);
+
+        for (const auto& r : state.nflog) {
+            nflog_key key{r.group_key, r.integration_id};
+            nflog_.insert_or_assign(key, r);
+            nflog_expiry_.insert({r.expires_at, std::move(key)});
+        }
+    }
+
+    dispatch_changes take_changes()
+    {
+        dispatch_changes out;
+        std::vector<std::uint64_t> alert_ids(dirty_alerts_.begin(), dirty_alerts_.end());
+        std::sort(alert_ids.begin(), alert_ids.end());
+        for (std::uint64_t id : alert_ids) {
+            auto it = alerts_.find(id);
+            if (it != alerts_.end()) {
+                out.alerts_upserted.push_back(it->second.current);
+            } else {
+                out.alerts_deleted.push_back(id);
+            }
+        }
+
+        std::vector<std::string> group_keys(dirty_groups_.begin(), dirty_groups_.end());
+        std::sort(group_keys.begin(), group_keys.end());
+        for (auto& key : group_keys) {
+            auto it = groups_.find(key);
+            if (it != groups_.end()) {
+                out.groups_upserted.push_back(record_of(*it->second));
+            } else {
+                out.groups_deleted.push_back(std::move(key));
+            }
+        }
+
+        for (const auto& key : dirty_nflog_) {
+            auto it = nflog_.find(key);
+            if (it != nflog_.end()) {
+                out.nflog_upserted.push_back(it->second);
+            } else {
+                out.nflog_deleted.push_back(key);
+            }
+        }
+
+        dirty_alerts_.clear();
+        dirty_groups_.clear();
+        dirty_nflog_.clear();
+        return out;
+    }
+
+    static group_record record_of(const group& g)
+    {
+        return group_record{g.key, g.route->key, g.labels, g.next_flush_at, g.has_flushed};
+    }
+
+    std::shared_ptr<const routing_config> config_;
+    const clock& clock_;
+    std::unordered_map<std::string, const route_config*> routes_by_key_;
+    std::unordered_map<std::uint64_t, alert_entry> alerts_;
+    std::unordered_map<std::string, std::unique_ptr<group>> groups_;
+    std::set<std::pair<time_ms, std::string>> timers_;          // (next_flush_at, group key)
+    std::map<nflog_key, nflog_record> nflog_;
+    std::set<std::pair<time_ms, nflog_key>> nflog_expiry_;      // (expires_at, key)
+    std::set<std::pair<time_ms, std::uint64_t>> orphan_expiry_; // (ends_at, alert id) of alerts in no group
+    // Keys changed since the last take_changes(). They are looked up again when taken, so the
+    // last state of each key wins.
+    std::unordered_set<std::uint64_t> dirty_alerts_;
+    std::unordered_set<std::string> dirty_groups_;
+    std::set<nflog_key> dirty_nflog_;
+    bool quiet_groups_ = false; // set while a reload or restore decides which groups changed
+    std::uint64_t notifications_ = 0;
+};
+
+dispatcher::dispatcher(std::shared_ptr<const routing_config> config, const clock& clock)
+    : impl_(std::make_unique<impl>(std::move(config), clock))
+{
+}
+
+dispatcher::~dispatcher() = default;
+
+void dispatcher::upsert(alert a)
+{
+    impl_->upsert(std::move(a));
+}
+
+std::vector<notification> dispatcher::flush_due()
+{
+    return impl_->flush_due();
+}
+
+std::optional<time_ms> dispatcher::next_flush_at() const
+{
+    if (impl_->timers_.empty()) {
+        return std::nullopt;
+    }
+    return impl_->timers_.begin()->first;
+}
+
+void dispatcher::replace_config(std::shared_ptr<const routing_config> config)
+{
+    impl_->replace_config(std::move(config));
+}
+
+void dispatcher::restore(const dispatch_state& state)
+{
+    impl_->restore(state);
+}
+
+dispatch_changes dispatcher::take_changes()
+{
+    return impl_->take_changes();
+}
+
+std::vector<alert> dispatcher::alerts() const
+{
+    std::vector<alert> out;
+    out.reserve(impl_->alerts_.size());
+    for (const auto& [id, entry] : impl_->alerts_) {
+        out.push_back(entry.current);
+    }
+    std::sort(out.begin(), out.end(), [](const alert& x, const alert& y) { return x.id < y.id; });
+    return out;
+}
+
+std::vector<group_info> dispatcher::groups() const
+{
+    std::vector<group_info> out;
+    out.reserve(impl_->groups_.size());
+    for (const auto& [key, g] : impl_->groups_) {
+        group_info info;
+        info.group_key = key;
+        info.route_key = g->route->key;
+        info.receiver = g->route->receiver;
+        info.group_labels = g->labels;
+        for (const auto& [id, a] : g->alerts) {
+            info.alert_ids.push_back(id);
+        }
+        info.next_flush_at = g->next_flush_at;
+        out.push_back(std::move(info));
+    }
+    std::sort(out.begin(), out.end(), [](const group_info& x, const group_info& y) { return x.group_key < y.group_key; });
+    return out;
+}
+
+dispatcher_stats dispatcher::stats() const
+{
+    dispatcher_stats s;
+    s.alerts = impl_->alerts_.size();
+    s.groups = impl_->groups_.size();
+    s.nflog_entries = impl_->nflog_.size();
+    s.notifications = impl_->notifications_;
+    return s;
+}
+
+} // namespace tocsin

@@ -1,0 +1,857 @@
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "rules/clock.hpp"
+#include "routing/dispatcher.hpp"
+
+using namespace tocsin;
+
+namespace {
+
+constexpr time_ms sec = 1000;
+constexpr time_ms minute = 60 * sec;
+constexpr time_ms hour = 60 * minute;
+
+// Go duration notation, as in Alertmanager timelines: 30s, 5m30s, 1h0m10s.
+std::string format_time(time_ms t)
+{
+    std::string out;
+    if (t >= hour) {
+        out += std::to_string(t / hour) + "h";
+    }
+    if (t >= minute) {
+        out += std::to_string(t % hour / minute) + "m";
+    }
+    out += std::to_string(t % minute / sec) + "s";
+    return out;
+}
+
+route_config make_root(std::vector<std::string> group_by, time_ms wait, time_ms interval, time_ms repeat,
+                       std::string receiver = "hook")
+{
+    route_config r;
+    r.key = "{}";
+    r.receiver = std::move(receiver);
+    r.group_by = std::move(group_by);
+    r.group_wait = milliseconds(wait);
+    r.group_interval = milliseconds(interval);
+    r.repeat_interval = milliseconds(repeat);
+    return r;
+}
+
+label_matcher matcher(std::string_view text)
+{
+    std::string error;
+    auto m = label_matcher::parse(text, error);
+    INFO(text << " -> " << error);
+    REQUIRE(m.has_value());
+    return *m;
+}
+
+// A child route inheriting the parent's settings, keyed as the loader keys it.
+route_config make_child(const route_config& parent, std::string_view match, std::string receiver)
+{
+    route_config r = parent;
+    r.routes.clear();
+    r.matchers = {matcher(match)};
+    r.key = parent.key + "/{" + std::string(match) + "}";
+    r.receiver = std::move(receiver);
+    return r;
+}
+
+receiver_config webhook_receiver(std::string name, bool send_resolved = true)
+{
+    receiver_config r;
+    r.name = std::move(name);
+    webhook_config w;
+    w.send_resolved = send_resolved;
+    r.webhooks.push_back(w);
+    return r;
+}
+
+std::shared_ptr<const routing_config> make_config(route_config root, std::vector<receiver_config> receivers)
+{
+    auto c = std::make_shared<routing_config>();
+    c->root = std::move(root);
+    c->receivers = std::move(receivers);
+    c->present = true;
+    return c;
+}
+
+alert make_alert(std::uint64_t id, std::string alertname, std::string instance, time_ms starts_at,
+                 std::vector<label> extra = {})
+{
+    alert a;
+    a.id = id;
+    extra.push_back({"alertname", std::move(alertname)});
+    extra.push_back({"instance", std::move(instance)});
+    a.labels = label_set(std::move(extra));
+    a.starts_at = starts_at;
+    a.updated_at = starts_at;
+    return a;
+}
+
+alert resolved(alert a, time_ms at)
+{
+    a.ends_at = at;
+    a.updated_at = at;
+    return a;
+}
+
+// One line per notification: "@5m30s hook/webhook/0 firing[h1,h2] resolved[h3]", naming alerts
+// by their instance label.
+std::string describe(const notification& n)
+{
+    std::string out = "@" + format_time(n.created_at) + " " + n.integration.id() + " firing[";
+    for (std::size_t i = 0; i < n.alerts.size(); ++i) {
+        if (i == n.firing) {
+            out += "] resolved[";
+        } else if (i != 0) {
+            out += ",";
+        }
+        out += std::string(n.alerts[i].labels.get("instance"));
+    }
+    if (n.firing == n.alerts.size()) {
+        out += "] resolved[";
+    }
+    return out + "]";
+}
+
+// The store of the daemon, reduced to what take_changes() feeds it.
+struct durable_store {
+    std::map<std::uint64_t, alert> alerts;
+    std::map<std::string, group_record> groups;
+    std::map<std::pair<std::string, std::string>, nflog_record> nflog;
+
+    void apply(dispatch_changes c)
+    {
+        for (auto& a : c.alerts_upserted) {
+            alerts.insert_or_assign(a.id, std::move(a));
+        }
+        for (auto id : c.alerts_deleted) {
+            alerts.erase(id);
+        }
+        for (auto& g : c.groups_upserted) {
+            groups.insert_or_assign(g.group_key, std::move(g));
+        }
+        for (const auto& key : c.groups_deleted) {
+            groups.erase(key);
+        }
+        for (auto& n : c.nflog_upserted) {
+            nflog.insert_or_assign({n.group_key, n.integration_id}, std::move(n));
+        }
+        for (const auto& key : c.nflog_deleted) {
+            nflog.erase(key);
+        }
+    }
+
+    dispatch_state state() const
+    {
+        dispatch_state s;
+        for (const auto& [id, a] : alerts) {
+            s.alerts.push_back(a);
+        }
+        for (const auto& [key, g] : groups) {
+            s.groups.push_back(g);
+        }
+        for (const auto& [key, n] : nflog) {
+            s.nflog.push_back(n);
+        }
+        return s;
+    }
+};
+
+// Drives a dispatcher on a manual clock the way the daemon does: flush at each next_flush_at.
+struct harness {
+    explicit harness(std::shared_ptr<const routing_config> c) : config(std::move(c))
+    {
+        d = std::make_unique<dispatcher>(config, clock);
+    }
+
+    // Flushes every due group up to and including `t`, then sets the clock to `t`.
+    void run_until(time_ms t)
+    {
+        while (auto next = d->next_flush_at()) {
+            if (*next > t) {
+                break;
+            }
+            clock.set_ms(std::max(*next, clock.now_ms()));
+            flush();
+        }
+        clock.set_ms(std::max(t, clock.now_ms()));
+    }
+
+    void flush()
+    {
+        auto out = d->flush_due();
+        for (auto& n : out) {
+            log.push_back(describe(n));
+            sent.push_back(std::move(n));
+        }
+        if (commit_every_flush || !out.empty()) {
+            store.apply(d->take_changes());
+        }
+    }
+
+    void post(alert a) { d->upsert(std::move(a)); }
+
+    // Stops the process: with `clean`, the last changes reach the store first.
+    void stop(bool clean)
+    {
+        if (clean) {
+            store.apply(d->take_changes());
+        }
+        d.reset();
+    }
+
+    void start(time_ms at)
+    {
+        clock.set_ms(at);
+        d = std::make_unique<dispatcher>(config, clock);
+        d->restore(store.state());
+    }
+
+    manual_clock clock{0};
+    std::shared_ptr<const routing_config> config;
+    std::unique_ptr<dispatcher> d;
+    std::vector<std::string> log;
+    std::vector<notification> sent;
+    durable_store store;
+    bool commit_every_flush = true;
+};
+
+using lines = std::vector<std::string>;
+
+} // namespace
+
+TEST_CASE("dispatcher repeats only on group_interval ticks")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 7 * minute), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    h.post(make_alert(2, "X", "h2", 1 * minute));
+    h.run_until(16 * minute);
+    h.post(resolved(make_alert(1, "X", "h1", 0), 16 * minute));
+    h.post(resolved(make_alert(2, "X", "h2", 1 * minute), 16 * minute));
+    h.run_until(2 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@5m30s hook/webhook/0 firing[h1,h2] resolved[]",
+                       "@15m30s hook/webhook/0 firing[h1,h2] resolved[]",
+                       "@20m30s hook/webhook/0 firing[] resolved[h1,h2]",
+                   });
+    CHECK(h.d->groups().empty());
+    CHECK(h.d->alerts().empty());
+    CHECK_FALSE(h.d->next_flush_at().has_value());
+}
+
+TEST_CASE("dispatcher announces a partial resolve at the next tick")
+{
+    harness h(make_config(make_root({"alertname"}, 1 * minute, 2 * minute, 6 * hour), {webhook_receiver("hook")}));
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+        h.post(make_alert(i, "HighLatency", "h" + std::to_string(i), 0));
+    }
+    h.run_until(4 * minute);
+    h.post(resolved(make_alert(2, "HighLatency", "h2", 0), 4 * minute));
+    h.run_until(10 * minute);
+    h.post(resolved(make_alert(1, "HighLatency", "h1", 0), 10 * minute));
+    h.post(resolved(make_alert(3, "HighLatency", "h3", 0), 10 * minute));
+    h.run_until(1 * hour);
+
+    CHECK(h.log == lines{
+                       "@1m0s hook/webhook/0 firing[h1,h2,h3] resolved[]",
+                       "@5m0s hook/webhook/0 firing[h1,h3] resolved[h2]",
+                       "@11m0s hook/webhook/0 firing[] resolved[h1,h3]",
+                   });
+    REQUIRE(h.sent.size() == 3);
+    CHECK(h.sent[1].firing == 2);
+    CHECK(h.sent[2].all_resolved());
+}
+
+TEST_CASE("dispatcher without send_resolved sends no resolves")
+{
+    harness h(make_config(make_root({"alertname"}, 1 * minute, 2 * minute, 6 * hour),
+                          {webhook_receiver("hook", false)}));
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+        h.post(make_alert(i, "HighLatency", "h" + std::to_string(i), 0));
+    }
+    h.run_until(4 * minute);
+    h.post(resolved(make_alert(2, "HighLatency", "h2", 0), 4 * minute));
+    h.run_until(10 * minute);
+    h.post(resolved(make_alert(1, "HighLatency", "h1", 0), 10 * minute));
+    h.post(resolved(make_alert(3, "HighLatency", "h3", 0), 10 * minute));
+    h.run_until(1 * hour);
+
+    CHECK(h.log == lines{"@1m0s hook/webhook/0 firing[h1,h2,h3] resolved[]"});
+    // The log still records that everything resolved, so a new alert counts as new.
+    REQUIRE(h.store.nflog.size() == 1);
+    const auto& entry = h.store.nflog.begin()->second;
+    CHECK(entry.firing.empty());
+    CHECK(entry.resolved.size() == 2);
+    CHECK(entry.sent_at == 11 * minute);
+    CHECK(h.d->groups().empty());
+}
+
+TEST_CASE("dispatcher reload with an identical config sends nothing")
+{
+    auto config = make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")});
+    harness h(config);
+    h.post(make_alert(1, "Disk", "h1", 0));
+    h.run_until(20 * sec);
+    h.post(make_alert(2, "Disk", "h2", 20 * sec));
+    h.run_until(40 * sec);
+    h.d->replace_config(make_config(config->root, config->receivers));
+    CHECK(h.d->flush_due().empty());
+    CHECK(h.d->next_flush_at() == 1 * hour + 10 * sec);
+    h.run_until(5 * hour);
+
+    CHECK(h.log == lines{
+                       "@10s hook/webhook/0 firing[h1] resolved[]",
+                       "@1h0m10s hook/webhook/0 firing[h1,h2] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher reload with an unrelated route change sends nothing")
+{
+    auto config = make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")});
+    harness h(config);
+    h.post(make_alert(1, "Disk", "h1", 0));
+    h.run_until(20 * sec);
+    h.post(make_alert(2, "Disk", "h2", 20 * sec));
+    h.run_until(40 * sec);
+
+    route_config root = config->root;
+    root.routes.push_back(make_child(root, R"(team="db")", "db"));
+    h.d->replace_config(make_config(root, {webhook_receiver("hook"), webhook_receiver("db")}));
+    CHECK(h.d->flush_due().empty());
+    CHECK(h.d->take_changes().groups_upserted.empty());
+    h.run_until(5 * hour);
+
+    CHECK(h.log == lines{
+                       "@10s hook/webhook/0 firing[h1] resolved[]",
+                       "@1h0m10s hook/webhook/0 firing[h1,h2] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher reload never sends part of a group")
+{
+    auto config = make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")});
+    harness h(config);
+    for (std::uint64_t i = 1; i <= 20; ++i) {
+        h.post(make_alert(i, "Disk", "h" + std::to_string(i), 0));
+    }
+    h.run_until(60 * sec);
+    h.d->replace_config(make_config(config->root, config->receivers));
+    CHECK(h.d->flush_due().empty());
+    h.run_until(4 * hour + 10 * sec);
+
+    REQUIRE(h.sent.size() == 2);
+    CHECK(format_time(h.sent[0].created_at) == "10s");
+    CHECK(format_time(h.sent[1].created_at) == "4h0m10s");
+    for (const auto& n : h.sent) {
+        CHECK(n.alerts.size() == 20);
+        CHECK(n.firing == 20);
+    }
+}
+
+TEST_CASE("dispatcher restart after a clean stop sends no repeat")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.run_until(10 * minute);
+    h.stop(true);
+    h.start(10 * minute + 20 * sec);
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.run_until(5 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@4h0m30s hook/webhook/0 firing[h1] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher restart after a kill sends no repeat")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    // Only flushes that produced notifications reach the store, as when the outbox commit is
+    // the last write before the kill.
+    h.commit_every_flush = false;
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.run_until(10 * minute);
+    h.stop(false);
+    REQUIRE(h.store.groups.size() == 1);
+    CHECK(h.store.groups.begin()->second.next_flush_at == 5 * minute + 30 * sec);
+
+    h.start(10 * minute + 20 * sec);
+    h.post(make_alert(1, "Down", "h1", 0));
+    // The saved timer lies in the past: the group flushes at once and finds nothing to send.
+    CHECK(h.d->next_flush_at() == 5 * minute + 30 * sec);
+    CHECK(h.d->flush_due().empty());
+    CHECK(h.d->next_flush_at() == 10 * minute + 30 * sec);
+    h.run_until(5 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@4h0m30s hook/webhook/0 firing[h1] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher restart with a new alert sends one notification")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.run_until(10 * minute);
+    h.stop(true);
+    h.start(10 * minute + 20 * sec);
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.post(make_alert(2, "Down", "h2", 10 * minute + 10 * sec));
+    h.run_until(4 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@10m30s hook/webhook/0 firing[h1,h2] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher restart delivers a resolve from the downtime once")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "Down", "h1", 0));
+    h.run_until(10 * minute);
+    h.stop(true);
+    h.start(10 * minute + 20 * sec);
+    h.post(resolved(make_alert(1, "Down", "h1", 0), 10 * minute + 5 * sec));
+    h.run_until(11 * minute);
+    // The sender repeats the resolved alert, which was announced already.
+    h.post(resolved(make_alert(1, "Down", "h1", 0), 10 * minute + 5 * sec));
+    h.run_until(5 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@10m30s hook/webhook/0 firing[] resolved[h1]",
+                   });
+    CHECK(h.d->groups().empty());
+    CHECK(h.d->alerts().empty());
+    CHECK(h.store.alerts.empty());
+    CHECK(h.store.groups.empty());
+}
+
+TEST_CASE("dispatcher keeps groups of different instances apart")
+{
+    route_config root = make_root({"alertname", "instance"}, 30 * sec, 5 * minute, 4 * hour, "pd");
+    receiver_config pd;
+    pd.name = "pd";
+    pd.pagerduty.emplace_back();
+    harness h(make_config(root, {pd}));
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "warning"}}));
+    h.post(make_alert(2, "DiskFull", "h2", 0, {{"severity", "warning"}}));
+    h.run_until(2 * minute);
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}}));
+    h.run_until(10 * minute);
+    h.post(resolved(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}}), 10 * minute));
+    h.run_until(15 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@30s pd/pagerduty/0 firing[h2] resolved[]",
+                       "@5m30s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@10m30s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 4);
+    const std::string k1 = R"({}:{alertname="DiskFull", instance="h1"})";
+    const std::string k2 = R"({}:{alertname="DiskFull", instance="h2"})";
+    CHECK(h.sent[0].group_key == k1);
+    CHECK(h.sent[1].group_key == k2);
+    CHECK(h.sent[2].group_key == k1);
+    CHECK(h.sent[3].group_key == k1);
+    CHECK(h.sent[0].group_labels == label_set{{"alertname", "DiskFull"}, {"instance", "h1"}});
+    CHECK(h.sent[0].alerts[0].labels.get("severity") == "warning");
+    CHECK(h.sent[2].alerts[0].labels.get("severity") == "critical");
+    CHECK(h.sent[2].route_key == "{}");
+    REQUIRE(h.d->groups().size() == 1);
+    CHECK(h.d->groups()[0].group_key == k2);
+}
+
+TEST_CASE("dispatcher continue route feeds two groups")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "default");
+    route_config db = make_child(root, R"(team="db")", "db");
+    db.continue_matching = true;
+    db.dedup = dedup_scope::alert;
+    root.routes.push_back(db);
+    root.routes.push_back(make_child(root, R"(severity="page")", "pager"));
+    harness h(make_config(root, {webhook_receiver("default"), webhook_receiver("db"), webhook_receiver("pager")}));
+    h.post(make_alert(1, "Lag", "h1", 0, {{"team", "db"}, {"severity", "page"}}));
+    h.post(make_alert(2, "Lag", "h2", 0, {{"team", "web"}}));
+    h.run_until(1 * minute);
+
+    // Groups due at the same time flush in group key order.
+    CHECK(h.log == lines{
+                       "@30s pager/webhook/0 firing[h1] resolved[]",
+                       "@30s db/webhook/0 firing[h1] resolved[]",
+                       "@30s default/webhook/0 firing[h2] resolved[]",
+                   });
+    REQUIRE(h.sent.size() == 3);
+    CHECK(h.sent[0].group_key == R"({}/{severity="page"}:{alertname="Lag"})");
+    CHECK(h.sent[0].dedup == dedup_scope::group);
+    CHECK(h.sent[1].group_key == R"({}/{team="db"}:{alertname="Lag"})");
+    CHECK(h.sent[1].dedup == dedup_scope::alert);
+    CHECK(h.sent[2].group_key == R"({}:{alertname="Lag"})");
+    CHECK(h.d->stats().groups == 3);
+    CHECK(h.d->stats().alerts == 2);
+}
+
+TEST_CASE("dispatcher group_by_all groups by every label")
+{
+    route_config root = make_root({}, 30 * sec, 5 * minute, 4 * hour);
+    root.group_by_all = true;
+    harness h(make_config(root, {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(make_alert(2, "X", "h2", 0));
+    h.run_until(1 * minute);
+
+    REQUIRE(h.sent.size() == 2);
+    CHECK(h.sent[0].group_labels == h.sent[0].alerts[0].labels);
+    CHECK(h.sent[0].group_key == R"({}:{alertname="X", instance="h1"})");
+    CHECK(h.sent[1].group_key == R"({}:{alertname="X", instance="h2"})");
+}
+
+TEST_CASE("dispatcher group labels leave out absent labels")
+{
+    harness h(make_config(make_root({"alertname", "cluster"}, 30 * sec, 5 * minute, 4 * hour),
+                          {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    REQUIRE(h.sent.size() == 1);
+    CHECK(h.sent[0].group_labels == label_set{{"alertname", "X"}});
+    CHECK(h.sent[0].group_key == R"({}:{alertname="X"})");
+}
+
+TEST_CASE("dispatcher label change moves an alert between groups")
+{
+    harness h(make_config(make_root({"team"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0, {{"team", "a"}}));
+    h.run_until(1 * minute);
+    h.post(make_alert(1, "X", "h1", 0, {{"team", "b"}}));
+    auto groups = h.d->groups();
+    REQUIRE(groups.size() == 2);
+    CHECK(groups[0].group_key == R"({}:{team="a"})");
+    CHECK(groups[1].group_key == R"({}:{team="b"})");
+    // The new group flushes at once: its alert started more than group_wait ago.
+    CHECK(groups[1].next_flush_at == 1 * minute);
+    h.run_until(10 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@1m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@5m30s hook/webhook/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 3);
+    CHECK(h.sent[1].group_key == R"({}:{team="b"})");
+    CHECK(h.sent[2].group_key == R"({}:{team="a"})");
+    CHECK(h.sent[2].alerts[0].ends_at == 1 * minute);
+    CHECK(h.sent[2].alerts[0].labels.get("team") == "a");
+    groups = h.d->groups();
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].group_key == R"({}:{team="b"})");
+    REQUIRE(h.d->alerts().size() == 1);
+    CHECK(h.d->alerts()[0].labels.get("team") == "b");
+}
+
+TEST_CASE("dispatcher new alert joining a group waits for the tick")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    // Started long ago, but the group has flushed already, so group_interval applies.
+    h.post(make_alert(2, "X", "h2", -1 * hour));
+    CHECK(h.d->next_flush_at() == 5 * minute + 30 * sec);
+}
+
+TEST_CASE("dispatcher late flush reschedules from now")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.clock.set_ms(20 * minute);
+    REQUIRE(h.d->flush_due().size() == 1);
+    CHECK(h.d->next_flush_at() == 25 * minute);
+    h.clock.set_ms(26 * minute);
+    CHECK(h.d->flush_due().empty());
+    // Counted from the scheduled time, not from the late flush.
+    CHECK(h.d->next_flush_at() == 30 * minute);
+}
+
+TEST_CASE("dispatcher flushes due groups in timer order")
+{
+    harness h(make_config(make_root({"instance"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.clock.set_ms(10 * sec);
+    h.post(make_alert(2, "X", "h0", 10 * sec));
+    h.clock.set_ms(1 * minute);
+    const auto out = h.d->flush_due();
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].alerts[0].labels.get("instance") == "h1");
+    CHECK(out[1].alerts[0].labels.get("instance") == "h0");
+}
+
+TEST_CASE("dispatcher notifies each integration with its own log")
+{
+    receiver_config team;
+    team.name = "team";
+    team.webhooks.emplace_back();
+    team.slack.emplace_back(); // send_resolved defaults to false for Slack
+    team.console.emplace_back();
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "team"), {team}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(make_alert(2, "X", "h2", 0));
+    h.run_until(1 * minute);
+    h.post(resolved(make_alert(2, "X", "h2", 0), 1 * minute));
+    h.run_until(6 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s team/webhook/0 firing[h1,h2] resolved[]",
+                       "@30s team/slack/0 firing[h1,h2] resolved[]",
+                       "@30s team/console/0 firing[h1,h2] resolved[]",
+                       "@5m30s team/webhook/0 firing[h1] resolved[h2]",
+                       "@5m30s team/console/0 firing[h1] resolved[h2]",
+                   });
+    CHECK(h.store.nflog.size() == 3);
+    CHECK(h.store.nflog.at({R"({}:{alertname="X"})", "team/slack/0"}).sent_at == 30 * sec);
+    CHECK(h.store.nflog.at({R"({}:{alertname="X"})", "team/webhook/0"}).sent_at == 5 * minute + 30 * sec);
+}
+
+TEST_CASE("dispatcher treats an end time in the future as firing")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    alert a = make_alert(1, "X", "h1", 0);
+    a.source = "api";
+    a.ends_at = 3 * minute;
+    h.post(a);
+    h.run_until(10 * minute);
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@5m30s hook/webhook/0 firing[] resolved[h1]",
+                   });
+}
+
+TEST_CASE("dispatcher alert that only resolved in between is not announced")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(resolved(make_alert(1, "X", "h1", 0), 10 * sec));
+    h.clock.set_ms(10 * sec);
+    h.post(resolved(make_alert(1, "X", "h1", 0), 10 * sec));
+    h.run_until(10 * minute);
+    CHECK(h.log.empty());
+    CHECK(h.d->groups().empty());
+    CHECK(h.d->alerts().empty());
+}
+
+TEST_CASE("dispatcher reload drops groups of removed routes")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "default");
+    root.routes.push_back(make_child(root, R"(team="db")", "db"));
+    harness h(make_config(root, {webhook_receiver("default"), webhook_receiver("db")}));
+    h.post(make_alert(1, "X", "h1", 0, {{"team", "db"}}));
+    h.run_until(1 * minute);
+    h.d->take_changes();
+
+    route_config plain = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "default");
+    h.d->replace_config(make_config(plain, {webhook_receiver("default")}));
+    auto changes = h.d->take_changes();
+    CHECK(changes.groups_deleted == std::vector<std::string>{R"({}/{team="db"}:{alertname="X"})"});
+    REQUIRE(changes.groups_upserted.size() == 1);
+    CHECK(changes.groups_upserted[0].group_key == R"({}:{alertname="X"})");
+    // A new group: the alert started more than group_wait ago, so it flushes at once.
+    CHECK(changes.groups_upserted[0].next_flush_at == 1 * minute);
+    h.run_until(2 * minute);
+    CHECK(h.log == lines{
+                       "@30s db/webhook/0 firing[h1] resolved[]",
+                       "@1m0s default/webhook/0 firing[h1] resolved[]",
+                   });
+}
+
+TEST_CASE("dispatcher reload keeps a pending resolve")
+{
+    auto config = make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")});
+    harness h(config);
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(make_alert(2, "X", "h2", 0));
+    h.run_until(1 * minute);
+    h.post(resolved(make_alert(2, "X", "h2", 0), 1 * minute));
+    h.d->replace_config(make_config(config->root, config->receivers));
+    CHECK(h.d->flush_due().empty());
+    h.run_until(6 * minute);
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1,h2] resolved[]",
+                       "@5m30s hook/webhook/0 firing[h1] resolved[h2]",
+                   });
+}
+
+TEST_CASE("dispatcher take_changes reports the last state once")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(make_alert(1, "X", "h1", 0, {{"severity", "page"}}));
+    h.post(make_alert(2, "X", "h2", 0));
+    auto changes = h.d->take_changes();
+    REQUIRE(changes.alerts_upserted.size() == 2);
+    CHECK(changes.alerts_upserted[0].labels.get("severity") == "page");
+    REQUIRE(changes.groups_upserted.size() == 1);
+    CHECK(changes.groups_upserted[0].next_flush_at == 30 * sec);
+    CHECK_FALSE(changes.groups_upserted[0].has_flushed);
+    CHECK(h.d->take_changes().empty());
+
+    h.clock.set_ms(30 * sec);
+    REQUIRE(h.d->flush_due().size() == 1);
+    changes = h.d->take_changes();
+    CHECK(changes.alerts_upserted.empty());
+    REQUIRE(changes.groups_upserted.size() == 1);
+    CHECK(changes.groups_upserted[0].next_flush_at == 5 * minute + 30 * sec);
+    CHECK(changes.groups_upserted[0].has_flushed);
+    REQUIRE(changes.nflog_upserted.size() == 1);
+    CHECK(changes.nflog_upserted[0].integration_id == "hook/webhook/0");
+    CHECK(changes.nflog_upserted[0].firing.size() == 2);
+    CHECK(changes.nflog_upserted[0].expires_at == 30 * sec + 4 * hour + 5 * 24 * hour);
+
+    h.post(resolved(make_alert(1, "X", "h1", 0), 1 * minute));
+    h.post(resolved(make_alert(2, "X", "h2", 0), 1 * minute));
+    h.clock.set_ms(5 * minute + 30 * sec);
+    REQUIRE(h.d->flush_due().size() == 1);
+    changes = h.d->take_changes();
+    CHECK(changes.alerts_upserted.empty());
+    CHECK(changes.alerts_deleted == std::vector<std::uint64_t>{1, 2});
+    CHECK(changes.groups_upserted.empty());
+    CHECK(changes.groups_deleted == std::vector<std::string>{R"({}:{alertname="X"})"});
+    CHECK(changes.nflog_upserted.size() == 1);
+}
+
+TEST_CASE("dispatcher drops expired log entries")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    h.post(resolved(make_alert(1, "X", "h1", 0), 1 * minute));
+    h.run_until(6 * minute);
+    REQUIRE(h.log.size() == 2);
+    h.d->take_changes();
+    CHECK(h.d->stats().nflog_entries == 1);
+
+    const time_ms expiry = 5 * minute + 30 * sec + 4 * hour + 5 * 24 * hour;
+    h.clock.set_ms(expiry - 1);
+    h.d->flush_due();
+    CHECK(h.d->stats().nflog_entries == 1);
+    h.clock.set_ms(expiry);
+    h.d->flush_due();
+    CHECK(h.d->stats().nflog_entries == 0);
+    auto changes = h.d->take_changes();
+    REQUIRE(changes.nflog_deleted.size() == 1);
+    CHECK(changes.nflog_deleted[0].second == "hook/webhook/0");
+}
+
+TEST_CASE("dispatcher without a route keeps alerts ungrouped")
+{
+    auto config = std::make_shared<routing_config>();
+    config->root.key = "{}";
+    harness h(config);
+    h.post(make_alert(1, "X", "h1", 0));
+    alert timed = make_alert(2, "X", "h2", 0);
+    timed.ends_at = 5 * minute;
+    h.post(timed);
+    CHECK(h.d->groups().empty());
+    CHECK_FALSE(h.d->next_flush_at().has_value());
+    CHECK(h.d->alerts().size() == 2);
+    h.clock.set_ms(5 * minute);
+    CHECK(h.d->flush_due().empty());
+    REQUIRE(h.d->alerts().size() == 1);
+    CHECK(h.d->alerts()[0].id == 1);
+    h.post(resolved(make_alert(1, "X", "h1", 0), 5 * minute));
+    CHECK(h.d->alerts().empty());
+}
+
+TEST_CASE("dispatcher restore applies saved timers and log")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    h.stop(true);
+    h.start(2 * minute);
+    CHECK(h.d->take_changes().empty());
+    auto groups = h.d->groups();
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].next_flush_at == 5 * minute + 30 * sec);
+    CHECK(h.d->stats().nflog_entries == 1);
+    CHECK(h.d->stats().alerts == 1);
+}
+
+TEST_CASE("dispatcher handles 100k alerts per change")
+{
+    constexpr std::uint64_t count = 100'000;
+    constexpr std::uint64_t groups = 100;
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    for (std::uint64_t i = 0; i < count; ++i) {
+        h.post(make_alert(i + 1, "A" + std::to_string(i % groups), "h" + std::to_string(i), 0));
+    }
+    auto changes = h.d->take_changes();
+    CHECK(changes.alerts_upserted.size() == count);
+    CHECK(changes.groups_upserted.size() == groups);
+
+    h.clock.set_ms(30 * sec);
+    auto out = h.d->flush_due();
+    REQUIRE(out.size() == groups);
+    std::size_t alerts_sent = 0;
+    for (const auto& n : out) {
+        alerts_sent += n.firing;
+    }
+    CHECK(alerts_sent == count);
+    changes = h.d->take_changes();
+    CHECK(changes.alerts_upserted.empty());
+    CHECK(changes.groups_upserted.size() == groups);
+    CHECK(changes.nflog_upserted.size() == groups);
+
+    // One change touches one group and reports one alert.
+    h.clock.set_ms(1 * minute);
+    h.post(resolved(make_alert(1, "A0", "h0", 0), 1 * minute));
+    changes = h.d->take_changes();
+    CHECK(changes.alerts_upserted.size() == 1);
+    CHECK(changes.groups_upserted.empty());
+    h.clock.set_ms(5 * minute + 30 * sec);
+    out = h.d->flush_due();
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].firing == count / groups - 1);
+    CHECK(out[0].alerts.size() == count / groups);
+    changes = h.d->take_changes();
+    CHECK(changes.alerts_deleted == std::vector<std::uint64_t>{1});
+    CHECK(h.d->stats().alerts == count - 1);
+    CHECK(h.d->stats().notifications == groups + 1);
+}
+
+TEST_CASE("dispatcher reload that redirects an alert resolves it")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "default");
+    root.routes.push_back(make_child(root, R"(team="db")", "db"));
+    harness h(make_config(root, {webhook_receiver("default"), webhook_receiver("db"), webhook_receiver("prod")}));
+    h.post(make_alert(1, "X", "h1", 0, {{"team", "db"}, {"env", "prod"}}));
+    h.run_until(1 * minute);
+
+    // A new sibling in front takes the alert; the db route keeps its key.
+    route_config redirected = root;
+    redirected.routes.insert(redirected.routes.begin(), make_child(root, R"(env="prod")", "prod"));
+    h.d->replace_config(make_config(redirected, {webhook_receiver("default"), webhook_receiver("db"),
+                                                 webhook_receiver("prod")}));
+    h.run_until(10 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s db/webhook/0 firing[h1] resolved[]",
+                       "@1m0s prod/webhook/0 firing[h1] resolved[]",
+                       "@5m30s db/webhook/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.d->groups().size() == 1);
+    CHECK(h.d->groups()[0].receiver == "prod");
+}
