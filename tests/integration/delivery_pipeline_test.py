@@ -235,6 +235,15 @@ class delivery_pipeline_test(unittest.TestCase):
         self.assertEqual(replies[0]["body"]["thread_ts"], parent_ts)
         self.assertEqual(updates[-1]["body"]["ts"], parent_ts)
 
+        base = f"http://127.0.0.1:{self.tocsin_port}"
+        metrics = harness.http("GET", base + "/metrics").text
+        sent = harness.metric_value(metrics, "tocsin_notifications_sent_total", integration="oncall/pagerduty/0")
+        self.assertEqual(sent, 1.0, "the restarted tocsind should count the resolve it delivered")
+        for path in ("/metrics", "/api/v1/alerts", "/api/v1/rules"):
+            text = harness.http("GET", base + path).text
+            for secret in (ROUTING_KEY, SLACK_TOKEN):
+                self.assertNotIn(secret, text, f"GET {path} shows a secret")
+
 
 if __name__ == "__main__":
     if PROMETHEUS is None or NODE_EXPORTER is None:
