@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <iostream>
 
 #include <boost/asio.hpp>
@@ -99,7 +100,13 @@ public:
         log_->info("restored {} alerts from {} ({} dropped: rule gone, series no longer selected, or tiers not matched)",
                    records->size() - dropped, config_.main.state_dir, dropped);
         log_warnings(config_.warnings);
-        if (!delivery_->start(engine_.alerts(), error)) {
+        std::set<std::string> held_rules;
+        for (const auto& r : engine_.rule_statistics()) {
+            if (r.limit_exceeded) {
+                held_rules.insert(r.name);
+            }
+        }
+        if (!delivery_->start(engine_.alerts(), held_rules, error)) {
             log_->error("cannot read delivery state: {}", error);
             return 1;
         }

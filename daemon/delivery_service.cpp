@@ -70,7 +70,8 @@ void delivery_service::apply_limits()
     }
 }
 
-bool delivery_service::start(const std::vector<alert_snapshot>& engine_alerts, std::string& error)
+bool delivery_service::start(const std::vector<alert_snapshot>& engine_alerts, const std::set<std::string>& held_rules,
+                             std::string& error)
 {
     auto state = store_.load_dispatch_state(error);
     if (!state) {
@@ -109,7 +110,8 @@ bool delivery_service::start(const std::vector<alert_snapshot>& engine_alerts, s
     }
     std::size_t added = 0;
     for (const auto& s : engine_alerts) {
-        if (s.state == alert_state::firing && s.id != 0 && known.count(s.id) == 0) {
+        if (s.state == alert_state::firing && s.id != 0 && known.count(s.id) == 0 &&
+            held_rules.count(s.rule_name) == 0) {
             dispatcher_->upsert(to_routing_alert(s, now, false));
             ++added;
         }

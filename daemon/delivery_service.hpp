@@ -40,8 +40,11 @@ public:
 
     // Loads the dispatcher state, the outbox and the Slack threads from the store, then brings the
     // dispatcher in line with the engine's alerts: a firing alert it does not know joins its
-    // groups, and an alert it holds as firing that the engine no longer has is resolved now.
-    bool start(const std::vector<alert_snapshot>& engine_alerts, std::string& error);
+    // groups, unless its rule is in `held_rules` (over its alert limit, so the limit's meta
+    // alert stands for it), and an alert it holds as firing that the engine no longer has is
+    // resolved now.
+    bool start(const std::vector<alert_snapshot>& engine_alerts, const std::set<std::string>& held_rules,
+               std::string& error);
 
     // Feeds engine events to the dispatcher, flushes groups whose time has come and commits
     // the events, the dispatcher changes and the new notifications in one transaction. Events
