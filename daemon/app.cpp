@@ -73,7 +73,7 @@ public:
         : options_(std::move(options)), config_(std::move(config)), store_(std::move(store)),
           engine_(config_.rules, config_.main.engine, clock_), signals_(io_, SIGTERM, SIGINT, SIGHUP),
           tick_timer_(io_), watchdog_timer_(io_), drain_timer_(io_), delivery_timer_(io_),
-          sender_(io_, std::string("tocsin/") + tocsin_version)
+          sender_(io_, std::string("tocsin/") + tocsin_version, &clock_)
     {
         delivery_ = std::make_unique<delivery_service>(
             *store_, clock_, sender_, config_.routing, config_.templates, config_.main.delivery,

@@ -33,13 +33,27 @@ alert to_routing_alert(const alert_snapshot& s, time_ms now, bool resolved)
 
 std::shared_ptr<spdlog::logger> notify_log() { return get_logger("notify"); }
 
+// Links in notifications lead back to tocsind. A routing config loaded by the daemon has no
+// external_url of its own, so the main config's value fills it in. Otherwise every link is relative.
+std::shared_ptr<const routing_config> with_external_url(std::shared_ptr<const routing_config> routing,
+                                                        const std::string& url)
+{
+    if (!routing || url.empty() || !routing->global.external_url.empty()) {
+        return routing;
+    }
+    auto copy = std::make_shared<routing_config>(*routing);
+    copy->global.external_url = url;
+    return copy;
+}
+
 } // namespace
 
 delivery_service::delivery_service(state_store& store, const clock& clock, http_sender& sender,
                                    std::shared_ptr<const routing_config> routing,
                                    std::shared_ptr<const compiled_templates> templates, retry_policy policy,
                                    std::string external_url, std::function<void()> wake)
-    : store_(store), clock_(clock), sender_(sender), routing_(std::move(routing)), templates_(std::move(templates)),
+    : store_(store), clock_(clock), sender_(sender), routing_(with_external_url(std::move(routing), external_url)),
+      templates_(std::move(templates)),
       policy_(policy), external_url_(std::move(external_url)), wake_(std::move(wake)),
       dispatcher_(std::make_unique<dispatcher>(routing_, clock_)),
       queue_(std::make_unique<delivery_queue>(policy_, clock_))
@@ -231,6 +245,7 @@ void delivery_service::pump()
             gone.outcome = attempt_outcome::failed;
             gone.reason = "receiver_removed";
             queue_->complete(entry.id, gone);
+            ++failures_[{entry.message.integration.id(), gone.reason}];
             drop_entry(entry, "its receiver is no longer in the configuration");
             continue;
         }
@@ -297,6 +312,9 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& result)
         break;
     }
     case attempt_outcome::failed:
+        if (result.outcome == attempt_outcome::failed) { // not an entry that grew too old while retrying
+            ++failures_[{integration, result.reason}];
+        }
         if (!store_.remove_outbox(id, error)) {
             notify_log()->error("cannot remove failed notification {}: {}", id, error);
         }
@@ -334,7 +352,7 @@ void delivery_service::replace_config(std::shared_ptr<const routing_config> rout
                                       std::shared_ptr<const compiled_templates> templates, retry_policy policy,
                                       std::string external_url)
 {
-    routing_ = std::move(routing);
+    routing_ = with_external_url(std::move(routing), external_url);
     templates_ = std::move(templates);
     policy_ = policy;
     external_url_ = std::move(external_url);
@@ -359,8 +377,19 @@ void delivery_service::write_metrics(metrics_writer& w) const
     };
     counter_family("tocsin_notifications_sent_total", "Notifications accepted by their receiver.",
                    &integration_counters::sent);
-    counter_family("tocsin_notifications_failed_total", "Notifications rejected by their receiver and not retried.",
-                   &integration_counters::failed);
+    // By reason as well, like Alertmanager's notifications_failed_total: client_error, bad_response,
+    // bad_url, receiver_removed. Every integration shows client_error from the start.
+    w.family("tocsin_notifications_failed_total", "counter",
+             "Notifications rejected by their receiver and not retried, by reason.");
+    for (const auto& [id, c] : counters) {
+        if (failures_.count({id, "client_error"}) == 0) {
+            w.sample("tocsin_notifications_failed_total", {{"integration", id}, {"reason", "client_error"}}, 0);
+        }
+        for (auto it = failures_.lower_bound({id, ""}); it != failures_.end() && it->first.first == id; ++it) {
+            w.sample("tocsin_notifications_failed_total", {{"integration", id}, {"reason", it->first.second}},
+                     static_cast<double>(it->second));
+        }
+    }
     counter_family("tocsin_notifications_retried_total", "Delivery attempts that will be retried.",
                    &integration_counters::retried);
     counter_family("tocsin_notifications_dropped_total",

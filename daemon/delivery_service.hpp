@@ -95,6 +95,8 @@ private:
     std::map<std::uint64_t, outbox_entry> in_flight_; // by id, to know what a result belongs to
     std::map<std::string, integration_metrics> metrics_;
     std::map<std::string, std::uint64_t> template_errors_; // by receiver
+    // Notifications rejected for good, by integration id and reason. They add up to the queue's failed count.
+    std::map<std::pair<std::string, std::string>, std::uint64_t> failures_;
     std::set<std::string> integrations_; // ids of the integrations in the current config
     std::uint64_t store_failures_ = 0;
     bool stopped_ = false;

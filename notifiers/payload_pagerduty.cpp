@@ -17,6 +17,10 @@ using ordered_json = nlohmann::ordered_json;
 constexpr std::size_t max_body_bytes = 512000 - 100;
 // payload.summary limit, in Unicode code points.
 constexpr std::size_t max_summary_chars = 1024;
+// The uncut summary kept in custom_details.full_summary is itself capped (at most 64 KiB of
+// UTF-8), so that a summary rendered over a huge group does not push every alert out of the
+// event's size budget.
+constexpr std::size_t max_full_summary_chars = 16'384;
 
 ordered_json alert_entry(const alert& a)
 {
@@ -177,7 +181,7 @@ pd_message build_one(const notification& n, const pagerduty_config& config, cons
         details[name] = t.marker.empty() ? detail_value(t.text) : ordered_json(t.text);
     }
     if (summary_cut) {
-        details["full_summary"] = description.text;
+        details["full_summary"] = truncate_utf8(description.text, max_full_summary_chars);
     }
     payload["custom_details"] = std::move(details);
 

@@ -290,6 +290,8 @@ struct sender_core {
 
     asio::io_context& io;
     std::string user_agent;
+    // Dates a Retry-After given as an HTTP date; the same clock that schedules the retry.
+    const tocsin::clock* retry_clock = nullptr;
     ssl::context tls;
     bool stopping = false;
     std::map<std::string, std::vector<connection_ptr>> idle; // by scheme://host:port, newest last
@@ -603,7 +605,7 @@ asio::awaitable<attempt_result> post_and_classify(impl_ptr self, state_ptr state
         co_return exchange.failure;
     }
     co_return classify_response(kind, slack_web_api, exchange.status, exchange.retry_after, exchange.body,
-                                system_now_ms());
+                                self->retry_clock != nullptr ? self->retry_clock->now_ms() : system_now_ms());
 }
 
 std::optional<std::string> with_fields(const std::string& body,
@@ -782,9 +784,10 @@ std::optional<send_target> resolve_target(const outbox_entry& entry, const routi
     return std::nullopt;
 }
 
-http_sender::http_sender(asio::io_context& io, std::string user_agent)
+http_sender::http_sender(asio::io_context& io, std::string user_agent, const tocsin::clock* clock)
     : impl_(std::make_shared<impl>(io, std::move(user_agent)))
 {
+    impl_->retry_clock = clock;
 }
 
 http_sender::~http_sender()

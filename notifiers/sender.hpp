@@ -49,7 +49,9 @@ std::optional<send_target> resolve_target(const outbox_entry& entry, const routi
 
 class http_sender {
 public:
-    explicit http_sender(boost::asio::io_context& io, std::string user_agent = "tocsin");
+    // `clock` dates a Retry-After given as an HTTP date; pass the clock that schedules the retries
+    // (the delivery queue's). Null means the system clock.
+    explicit http_sender(boost::asio::io_context& io, std::string user_agent = "tocsin", const clock* clock = nullptr);
     ~http_sender();
     http_sender(const http_sender&) = delete;
     http_sender& operator=(const http_sender&) = delete;

@@ -1,16 +1,18 @@
 #pragma once
-// The whole delivery path in one process, for black-box tests: a delivery_service over a real
-// state_store in a temporary folder and a real http_sender on an io_context that the test runs,
-// sending to the local PagerDuty, Slack and webhook stand-ins on 127.0.0.1. Delivery timing
-// follows a manual_clock that the test advances; nothing sleeps to wait out a timer.
+// The whole delivery path in one process, for black-box tests. A delivery_service runs over a real
+// state_store in a temporary folder and a real http_sender on an io_context that the test runs.
+// It sends to the local PagerDuty, Slack and webhook stand-ins on 127.0.0.1. Delivery timing
+// follows a manual_clock that the test advances, so nothing sleeps to wait out a timer.
 //
 // Thread safety: one test thread; the stand-ins serve from their own threads.
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -153,7 +155,7 @@ public:
     void configure(const std::string& yaml_text) { config = load_routing_text(with_base(yaml_text, base())); }
 
     // Opens the store, builds the sender and the service and starts it with the alerts the rule
-    // engine holds (after a restart: the ones it restored).
+    // engine has (after a restart: the ones it restored).
     void open(const std::vector<alert_snapshot>& engine_alerts = {})
     {
         REQUIRE(config.routing);
@@ -162,10 +164,10 @@ public:
         INFO(error);
         REQUIRE(store_);
         io_ = std::make_unique<boost::asio::io_context>();
-        sender_ = std::make_unique<http_sender>(*io_);
+        sender_ = std::make_unique<http_sender>(*io_, "tocsin", &clock);
         service_ = std::make_unique<delivery_service>(*store_, clock, *sender_, config.routing, config.templates, policy,
                                                       "http://tocsin.example:9093", [this] { woken_ = true; });
-        REQUIRE(service_->start(engine_alerts, error));
+        REQUIRE(service_->start(engine_alerts, {}, error));
     }
 
     // The process dies: nothing runs but what already reached the store.
@@ -193,11 +195,18 @@ public:
     // they start.
     void post(std::vector<alert_event> events)
     {
-        std::string error;
-        INFO(error);
-        REQUIRE(service_->flush(events, error));
-        REQUIRE(events.empty());
+        flush_only(std::move(events));
         settle();
+    }
+
+    // Hands engine events to the service without waiting for the sends.
+    void flush_only(std::vector<alert_event> events)
+    {
+        std::string error;
+        const bool ok = service_->flush(events, error);
+        INFO(error);
+        REQUIRE(ok);
+        REQUIRE(events.empty());
     }
 
     void reload(const std::string& yaml_text)
@@ -248,7 +257,7 @@ public:
         }
     }
 
-    // Runs the io_context until `done()` holds, within `limit` of real time.
+    // Runs the io_context until `done()` returns true, within `limit` of real time.
     template <class Predicate>
     bool run_io_until(Predicate done, std::chrono::milliseconds limit = std::chrono::seconds(20))
     {
@@ -274,7 +283,7 @@ public:
     }
 
 private:
-    static fake_receivers_options with_clock(fake_receivers_options options, const clock& c)
+    static fake_receivers_options with_clock(fake_receivers_options options, const tocsin::clock& c)
     {
         options.clock = &c;
         return options;
