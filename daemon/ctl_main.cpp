@@ -90,6 +90,13 @@ int test_routes(const std::string& path, const std::vector<std::string>& label_a
                     tocsin::format_duration(route->group_wait).c_str(),
                     tocsin::format_duration(route->group_interval).c_str(),
                     tocsin::format_duration(route->repeat_interval).c_str());
+        if (const auto* receiver = config->routing->find_receiver(route->receiver);
+            receiver != nullptr && receiver->webhooks.empty() && receiver->pagerduty.empty() &&
+            receiver->slack.empty() && receiver->console.empty()) {
+            std::printf("\t(receiver %s has no integration tocsin delivers to, so these alerts notify nobody; "
+                        "see the warnings of tocsinctl check)\n",
+                        route->receiver.c_str());
+        }
         receivers.push_back(route->receiver);
     }
     if (!expected.empty()) {

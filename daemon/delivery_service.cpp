@@ -307,8 +307,9 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& result)
         if (!store_.remove_outbox(id, error)) {
             notify_log()->error("cannot mark notification {} delivered: {}", id, error);
         }
-        notify_log()->debug("delivered to {} (group {}) on attempt {}", integration, sent.message.group_key,
-                            completion.entry.attempts);
+        notify_log()->info("notified {} of group {}: {} alerts, {} (attempt {})", integration,
+                           sent.message.group_key, sent.message.alert_count,
+                           sent.message.resolved ? "resolved" : "firing", completion.entry.attempts);
         break;
     }
     case attempt_outcome::failed:

@@ -34,7 +34,7 @@ Annotations:
 {{ end -}}
 {{- end }}
 
-{{ define "__alertmanagerURL" }}{{ .ExternalURL }}/#/alerts?receiver={{ .Receiver | urlquery }}{{ end }}
+{{ define "__alertmanagerURL" }}{{ .ExternalURL }}/api/v1/alerts{{ end }}
 
 {{ define "slack.default.title" }}{{ template "__subject" . }}{{ end }}
 {{ define "slack.default.username" }}tocsin{{ end }}

@@ -222,7 +222,10 @@ slack_severity classify(const notification& n)
         return {"good", "\u2705"};
     }
     const severity_rank rank = highest_severity(n);
-    if (rank == severity_rank::warning || rank == severity_rank::info) {
+    if (rank == severity_rank::info) {
+        return {"#439fe0", "\u2139\ufe0f"};
+    }
+    if (rank == severity_rank::warning) {
         return {"warning", "\u26a0\ufe0f"};
     }
     return {"danger", "\U0001f525"};
@@ -387,7 +390,8 @@ private:
     std::string default_title_link() const
     {
         const auto& base = raw_["ExternalURL"].get_ref<const std::string&>();
-        return base.empty() ? std::string() : base + "/#/alerts?receiver=" + n_.integration.receiver;
+        // tocsind's alert list; the name of the default template is Alertmanager's.
+        return base.empty() ? std::string() : base + "/api/v1/alerts";
     }
 
     std::string fallback()

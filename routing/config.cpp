@@ -492,6 +492,12 @@ void routing_loader::load_route(const YAML::Node& node, const route_config* pare
         if (parent == nullptr && !names.empty()) {
             check_.error(n, fmt::format("the root route must not have {}; set it on a child route", key));
         }
+        if (!names.empty()) {
+            // NOTE: time intervals are checked but not evaluated yet.
+            ctx_.warn(n, fmt::format("{}.{} is checked but not applied yet: notifications of this route go out "
+                                     "at any time",
+                                     field, key));
+        }
         if (std::string_view(key) == "mute_time_intervals") {
             out.mute_time_intervals = std::move(names);
         } else {
@@ -937,6 +943,12 @@ routing_config routing_loader::load(const YAML::Node& root)
     }
     if (const YAML::Node n = checker::child(root, "inhibit_rules"); defined(n)) {
         load_inhibit_rules(n, config.inhibit_rules);
+        if (!config.inhibit_rules.empty()) {
+            // NOTE: inhibition is checked but not applied yet.
+            ctx_.warn(n, fmt::format("inhibit_rules ({} rules) are checked but not applied yet: target alerts are "
+                                     "notified even while a source alert fires",
+                                     config.inhibit_rules.size()));
+        }
     }
     if (const YAML::Node n = checker::child(root, "templates"); defined(n)) {
         load_templates(n, config.template_files);

@@ -3,15 +3,16 @@
 #   node_exporter -> Prometheus (scrape, recording rules) -> remote_write -> tocsind (rules)
 # Everything listens on 127.0.0.1. The script waits until an alert fires, prints the alerts
 # and the URLs, and keeps the three processes running until Ctrl-C. With --once it prints the
-# firing alerts and stops everything, which suits scripts and CI.
+# firing alerts and the first notification and stops everything, which suits scripts and CI.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 Usage: scripts/run-example.sh [options]
 
-  --once              print the firing alerts, stop everything and exit
-                      (exit 0 once an alert fires, 1 if none fires within --timeout)
+  --once              start from an empty state folder, print the firing alerts and the
+                      first notification, stop everything and exit (exit 0 once both
+                      happened, 1 if not within --timeout and 60 s)
   --run-dir DIR       runtime folder for configs, logs and state (default: ./example-run,
                       or $TOCSIN_RUN_DIR)
   --build-dir DIR     CMake build folder (default: <source>/build-release, or $TOCSIN_BUILD_DIR)
@@ -114,6 +115,8 @@ import socket, sys
 preferred = int(sys.argv[1])
 for port in (preferred, 0):
     with socket.socket() as s:
+        # Servers set SO_REUSEADDR too, so a port left in TIME_WAIT by an earlier run is usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -157,7 +160,7 @@ console_receiver() {
 delivery_targets=()
 {
     echo "receivers:"
-    echo "  - name: console"
+    echo "  - name: team"
     if [ -n "${TOCSIN_SLACK_WEBHOOK_URL:-}" ]; then slack_receiver; else console_receiver; fi
     echo "  - name: oncall"
     if [ -n "${TOCSIN_SLACK_WEBHOOK_URL:-}" ]; then slack_receiver; fi
@@ -264,6 +267,12 @@ setsid prometheus-node-exporter --web.listen-address="127.0.0.1:$node_exporter_p
 node_exporter_pid=$!
 wait_ready node_exporter "$node_exporter_url/metrics" "$node_exporter_pid" 30 "$log_dir/node_exporter.log"
 
+if [ "$once" -eq 1 ] && [ -d "$run_dir/state" ]; then
+    # --once shows a first notification, which an alert announced by an earlier run would not get.
+    say "removing the state of an earlier run ($run_dir/state)"
+    rm -rf "$run_dir/state"
+fi
+
 say "starting tocsind on $tocsin_url"
 setsid "$tocsind" --config "$run_dir/tocsin.yaml" >"$log_dir/tocsind.log" 2>&1 &
 tocsind_pid=$!
@@ -361,7 +370,9 @@ while time.monotonic() < deadline:
     except OSError:
         pass
     time.sleep(1)
-print("no notification within 60s; see the log", file=sys.stderr)
+print("no new notification within 60s. Alerts that an earlier run announced are not announced "
+      "again before their repeat_interval, because the state folder keeps the notification log; "
+      "--once starts from an empty state folder. See the tocsind log.", file=sys.stderr)
 sys.exit(1)
 EOF
 

@@ -434,7 +434,7 @@ TEST_CASE("go template default templates render sample data")
     REQUIRE(set.render_named("pagerduty.default.description", data, out, error));
     CHECK(out == "[FIRING:2] DiskFull (prod db)");
     REQUIRE(set.render_named("__alertmanagerURL", data, out, error));
-    CHECK(out == "http://alertmanager.example:9093/#/alerts?receiver=team+db");
+    CHECK(out == "http://alertmanager.example:9093/api/v1/alerts");
     REQUIRE(set.render_named("slack.default.username", data, out, error));
     CHECK(out == "tocsin");
     REQUIRE(set.render_named("slack.default.text", data, out, error));

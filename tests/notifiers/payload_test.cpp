@@ -673,7 +673,7 @@ TEST_CASE("slack attachment mode keeps Alertmanager's shape")
     CHECK_FALSE(body.contains("channel"));
     const json& a = body["attachments"][0];
     CHECK(a["title"].get<std::string>().find("[FIRING:1] A") == 0);
-    CHECK(a["title_link"] == "http://tocsin.example:9093/#/alerts?receiver=slack");
+    CHECK(a["title_link"] == "http://tocsin.example:9093/api/v1/alerts");
     CHECK(a.contains("text"));
     CHECK(a.contains("fallback"));
     CHECK(a["callback_id"] == "");
@@ -698,6 +698,7 @@ TEST_CASE("slack color follows status and severity")
     };
     CHECK(color_of("critical", false) == "danger");
     CHECK(color_of("warning", false) == "warning");
+    CHECK(color_of("info", false) == "#439fe0");
     CHECK(color_of("critical", true) == "good");
 }
 
