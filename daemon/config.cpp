@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "notifiers/sender.hpp"
 #include "rules/file_read.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/rule_loader.hpp"
@@ -120,6 +121,7 @@ private:
     void load_auth(const YAML::Node& node, main_config& config);
     void load_tls(const YAML::Node& node, main_config& config);
     void load_delivery(const YAML::Node& node, main_config& config);
+    void check_receiver_urls(const routing_config& routing);
     void load_rule_globs(const YAML::Node& node, loaded_config& out);
     std::vector<std::string> read_tokens(const YAML::Node& node, std::string_view field,
                                          std::vector<std::string>& files);
@@ -257,6 +259,7 @@ std::optional<loaded_config> config_loader::load()
                                           config.listen_port);
     }
     if (check_.error_count() == 0) {
+        check_receiver_urls(*out.routing);
         out.templates = compile_templates(*out.routing, path_, diags_);
     }
 
@@ -274,6 +277,35 @@ std::optional<loaded_config> config_loader::load()
         return std::nullopt;
     }
     return out;
+}
+
+// Rejects URLs that the sender could never use, so the mistake shows at load and not as a failed
+// notification. Messages name the receiver and the URL's origin, never a secret URL's path.
+void config_loader::check_receiver_urls(const routing_config& routing)
+{
+    auto check = [&](const receiver_config& r, const char* kind, std::size_t i, const char* key,
+                     const std::string& url, const std::string& origin) {
+        if (url.empty()) {
+            return;
+        }
+        if (auto problem = url_problem(url)) {
+            diags_.add(path_, r.line, 0,
+                       fmt::format("receiver {} {}[{}].{}{}: {}", promql::quote(r.name), kind, i, key,
+                                   origin.empty() ? "" : " from " + origin, *problem));
+        }
+    };
+    for (const auto& r : routing.receivers) {
+        for (std::size_t i = 0; i < r.webhooks.size(); ++i) {
+            check(r, "webhook_configs", i, "url", r.webhooks[i].url.value, r.webhooks[i].url.origin);
+        }
+        for (std::size_t i = 0; i < r.pagerduty.size(); ++i) {
+            check(r, "pagerduty_configs", i, "url", r.pagerduty[i].url, "");
+        }
+        for (std::size_t i = 0; i < r.slack.size(); ++i) {
+            check(r, "slack_configs", i, "api_url", r.slack[i].api_url.value, r.slack[i].api_url.origin);
+            check(r, "slack_configs", i, "app_url", r.slack[i].app_url, "");
+        }
+    }
 }
 
 void config_loader::load_delivery(const YAML::Node& node, main_config& config)

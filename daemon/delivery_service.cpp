@@ -33,6 +33,39 @@ alert to_routing_alert(const alert_snapshot& s, time_ms now, bool resolved)
 
 std::shared_ptr<spdlog::logger> notify_log() { return get_logger("notify"); }
 
+// The secret parts of a send target: the credentials, the whole URL and, for URLs that are
+// themselves the credential (Slack and generic webhooks), their path.
+std::vector<std::string> secrets_of(const send_target& target)
+{
+    std::vector<std::string> out;
+    for (const std::string* value : {&target.routing_key, &target.bearer_token, &target.url}) {
+        if (!value->empty()) {
+            out.push_back(*value);
+        }
+    }
+    const auto scheme_end = target.url.find("://");
+    if (scheme_end != std::string::npos) {
+        const auto path = target.url.find('/', scheme_end + 3);
+        // A short path such as "/" or "/hook" is no secret and would blank out ordinary words.
+        if (path != std::string::npos && target.url.size() - path > 8) {
+            out.push_back(target.url.substr(path));
+        }
+    }
+    return out;
+}
+
+// Replaces every occurrence of each secret in `text` with "<secret>".
+std::string without_secrets(std::string text, const std::vector<std::string>& secrets)
+{
+    for (const auto& secret : secrets) {
+        for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
+            text.replace(pos, secret.size(), "<secret>");
+            pos += 8;
+        }
+    }
+    return text;
+}
+
 // Links in notifications lead back to tocsind. A routing config loaded by the daemon has no
 // external_url of its own, so the main config's value fills it in. Otherwise every link is relative.
 std::shared_ptr<const routing_config> with_external_url(std::shared_ptr<const routing_config> routing,
@@ -239,7 +272,7 @@ void delivery_service::pump()
         drop_entry(dropped, "it is older than delivery.max_age or its receiver was removed from the configuration");
     }
     for (auto& entry : queue_->take_due()) {
-        auto target = resolve_target(entry, *routing_);
+        auto target = resolve_target(entry, *routing_, policy_.default_timeout);
         if (!target) {
             attempt_result gone;
             gone.outcome = attempt_outcome::failed;
@@ -256,7 +289,7 @@ void delivery_service::pump()
             }
         }
         const std::uint64_t id = entry.id;
-        in_flight_[id] = entry;
+        in_flight_[id] = flight{entry, secrets_of(*target)};
         sender_.send(entry, *target, [this, id](attempt_result result) { on_result(id, result); });
     }
 }
@@ -271,14 +304,16 @@ void delivery_service::drop_entry(const outbox_entry& entry, const char* why)
                        entry.message.group_key, entry.attempts, why);
 }
 
-void delivery_service::on_result(std::uint64_t id, const attempt_result& result)
+void delivery_service::on_result(std::uint64_t id, const attempt_result& raw_result)
 {
-    auto flight = in_flight_.find(id);
-    if (flight == in_flight_.end()) {
+    auto found = in_flight_.find(id);
+    if (found == in_flight_.end()) {
         return;
     }
-    outbox_entry sent = std::move(flight->second);
-    in_flight_.erase(flight);
+    outbox_entry sent = std::move(found->second.entry);
+    attempt_result result = raw_result;
+    result.detail = without_secrets(std::move(result.detail), found->second.secrets);
+    in_flight_.erase(found);
     if (stopped_) {
         return; // the entry stays in the outbox for the next start
     }
@@ -318,6 +353,14 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& result)
         }
         if (!store_.remove_outbox(id, error)) {
             notify_log()->error("cannot remove failed notification {}: {}", id, error);
+        }
+        if (result.outcome == attempt_outcome::retry) {
+            // The receiver's answer asked for a retry, but the entry passed delivery.max_age.
+            notify_log()->error("gave up on the notification for {} (group {}) after {} attempts over "
+                                "delivery.max_age ({} ms); last error: {}",
+                                integration, sent.message.group_key, completion.entry.attempts,
+                                policy_.max_age.count(), completion.entry.last_error);
+            break;
         }
         notify_log()->error("{} rejected the notification for group {} (HTTP {}, {}): {}; not retried, fix the "
                             "receiver's configuration",

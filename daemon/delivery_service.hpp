@@ -92,7 +92,13 @@ private:
     std::vector<dispatch_changes> unsaved_changes_;
     std::vector<outbox_entry> unsaved_entries_;
     std::map<state_store::thread_key, slack_thread> threads_;
-    std::map<std::uint64_t, outbox_entry> in_flight_; // by id, to know what a result belongs to
+    struct flight {
+        outbox_entry entry;
+        // The credentials the attempt used, removed from the receiver's error text before it is
+        // logged, because some receivers echo the request in their error answer.
+        std::vector<std::string> secrets;
+    };
+    std::map<std::uint64_t, flight> in_flight_; // by id, to know what a result belongs to
     std::map<std::string, integration_metrics> metrics_;
     std::map<std::string, std::uint64_t> template_errors_; // by receiver
     // Notifications rejected for good, by integration id and reason. They add up to the queue's failed count.

@@ -98,6 +98,16 @@ constexpr const char* migrations[] = {
             PRIMARY KEY (integration_id, group_key)
         );
     )sql",
+    // Version 4: the copies that groups keep of an alert whose labels moved it to other groups,
+    // so that a restart still announces their resolve.
+    R"sql(
+        CREATE TABLE dispatch_copies (
+            group_key TEXT NOT NULL,
+            id        INTEGER NOT NULL, -- alert::id bit cast to signed
+            data      TEXT NOT NULL,    -- JSON, as in dispatch_alerts
+            PRIMARY KEY (group_key, id)
+        );
+    )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
 
@@ -793,6 +803,32 @@ bool state_store::apply_changes(const dispatch_changes& changes, std::string& er
             return false;
         }
     }
+    for (const auto& [group_key, a] : changes.copies_upserted) {
+        sqlite3_stmt* s = statement("INSERT OR REPLACE INTO dispatch_copies (group_key, id, data) VALUES (?, ?, ?)",
+                                    error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, group_key);
+        sqlite3_bind_int64(s, 2, to_signed(a.id));
+        bind_text(s, 3, alert_to_json(a));
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("save the copy of alert {:016x} in group {}", a.id, group_key).c_str());
+            return false;
+        }
+    }
+    for (const auto& [group_key, id] : changes.copies_deleted) {
+        sqlite3_stmt* s = statement("DELETE FROM dispatch_copies WHERE group_key = ? AND id = ?", error);
+        if (s == nullptr) {
+            return false;
+        }
+        bind_text(s, 1, group_key);
+        sqlite3_bind_int64(s, 2, to_signed(id));
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("delete the copy of alert {:016x} in group {}", id, group_key).c_str());
+            return false;
+        }
+    }
     return true;
 }
 
@@ -927,6 +963,28 @@ std::optional<dispatch_state> state_store::load_dispatch_state(std::string& erro
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
         error = describe_failure("read the notification log");
+        return std::nullopt;
+    }
+
+    s = statement("SELECT group_key, id, data FROM dispatch_copies ORDER BY group_key, id", error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        std::string group_key = text_column(s, 0);
+        alert a;
+        a.id = to_unsigned(sqlite3_column_int64(s, 1));
+        if (!alert_from_json(text_column(s, 2), a)) {
+            sqlite3_reset(s);
+            error = fmt::format("state database {}: the copy of alert {:016x} in group {} has invalid data; {}", path_,
+                                a.id, group_key, fix_for(SQLITE_CORRUPT, path_));
+            return std::nullopt;
+        }
+        state.copies.emplace_back(std::move(group_key), std::move(a));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read the copies of moved alerts");
         return std::nullopt;
     }
     return state;

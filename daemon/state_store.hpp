@@ -1,8 +1,9 @@
 #pragma once
 // Durable daemon state in SQLite: the pending and firing alerts with their timers; the
-// delivery state (the dispatcher's alerts, group timers and notification log, the outbox of
-// notifications not yet accepted by their receiver, and the Slack message of each group); and a
-// small key/value table for facts such as the hash of the last loaded configuration.
+// delivery state (the dispatcher's alerts, group timers, copies and notification log, the
+// outbox of notifications not yet accepted by their receiver, and the Slack message of each
+// group); and a small key/value table for facts such as the hash of the last loaded
+// configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
 // SIGKILL of the process in both sync modes. With sync_mode::full (the default) each commit
@@ -80,7 +81,7 @@ public:
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 3;
+    static constexpr int schema_version = 4;
 
 private:
     state_store(sqlite3* db, std::string path);

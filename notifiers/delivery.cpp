@@ -22,6 +22,8 @@ namespace {
 
 constexpr std::size_t max_detail_bytes = 512;
 constexpr time_ms max_retry_after_ms = 24 * 3'600'000;
+// The longest Retry-After that complete() waits for.
+constexpr milliseconds max_honoured_retry_after{3'600'000};
 
 // PagerDuty documents no Retry-After for the Events API, and its rate-limit advice is to retry a
 // 429 no sooner than 30 s later.
@@ -216,7 +218,13 @@ attempt_result classify_response(integration_kind kind, bool slack_web_api, int 
         }
         return retry_result(status, retry_after_header, std::move(detail), now, rate_limited_wait);
     }
-    // 1xx, 3xx and the other 4xx are permanent, as in Alertmanager, because resending the same
+    if (status >= 300 && status <= 399) {
+        // Following a redirect could carry a routing key or token to another host.
+        return make_result(attempt_outcome::failed, status, "redirect",
+                           "the receiver answered with a redirect, which tocsin does not follow; configure the URL "
+                           "it redirects to");
+    }
+    // 1xx and the other 4xx are permanent, as in Alertmanager, because resending the same
     // request gets the same response.
     return make_result(attempt_outcome::failed, status, "client_error", detail);
 }
@@ -738,7 +746,9 @@ delivery_queue::completion delivery_queue::complete(std::uint64_t id, const atte
 
     milliseconds wait = d.backoff(entry.attempts);
     if (result.retry_after) {
-        wait = std::max(wait, *result.retry_after);
+        // A Retry-After of days (or a garbled one) would hold the group's later notifications,
+        // its resolve included, for that long, so the wait is capped.
+        wait = std::max(wait, std::min(*result.retry_after, max_honoured_retry_after));
     }
     entry.next_attempt_at = now + wait.count();
     ++counters.retried;

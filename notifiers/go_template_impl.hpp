@@ -19,7 +19,7 @@ inline constexpr int max_nesting_depth = 100;            // control structures a
 inline constexpr int max_call_depth = 100;               // nested {{ template }} calls at run time
 inline constexpr std::size_t max_output_bytes = 4u << 20; // rendered text, and any one string value
 inline constexpr std::uint64_t max_range_iterations = 1'000'000; // all range loops of one render
-inline constexpr std::uint64_t max_steps = 10'000'000;    // executed nodes and commands of one render
+inline constexpr std::uint64_t max_steps = 2'000'000;     // executed nodes and commands of one render; about a second
 
 struct position {
     int line = 0;

@@ -171,9 +171,14 @@ struct connection {
     std::chrono::steady_clock::time_point idle_since;
 
     tcp::socket& socket() { return plain ? plain->socket() : beast::get_lowest_layer(*tls).socket(); }
+    bool has_stream() const { return plain.has_value() || tls.has_value(); }
 
+    // A connection whose name resolution failed has no stream yet, so there is nothing to close.
     void close()
     {
+        if (!has_stream()) {
+            return;
+        }
         boost::system::error_code ignored;
         socket().close(ignored);
     }
@@ -718,7 +723,17 @@ struct http_sender::impl : sender_core {
     using sender_core::sender_core;
 };
 
-std::optional<send_target> resolve_target(const outbox_entry& entry, const routing_config& config)
+std::optional<std::string> url_problem(std::string_view url)
+{
+    std::string error;
+    if (!parse_url(url, error)) {
+        return error;
+    }
+    return std::nullopt;
+}
+
+std::optional<send_target> resolve_target(const outbox_entry& entry, const routing_config& config,
+                                          milliseconds fallback_timeout)
 {
     const auto& ref = entry.message.integration;
     const auto* receiver = config.find_receiver(ref.receiver);
@@ -726,8 +741,8 @@ std::optional<send_target> resolve_target(const outbox_entry& entry, const routi
         return std::nullopt;
     }
     send_target target;
-    auto timeout_of = [](const delivery_limits& limits) {
-        return limits.timeout.count() > 0 ? limits.timeout : default_timeout;
+    auto timeout_of = [fallback_timeout](const delivery_limits& limits) {
+        return limits.timeout.count() > 0 ? limits.timeout : fallback_timeout;
     };
     switch (ref.kind) {
     case integration_kind::webhook: {

@@ -45,7 +45,14 @@ struct send_target {
 
 // The destination of `entry` under `config`, or nullopt when its integration no longer exists
 // (the entry is then dropped and counted).
-std::optional<send_target> resolve_target(const outbox_entry& entry, const routing_config& config);
+// `default_timeout` applies where the integration sets no timeout of its own.
+std::optional<send_target> resolve_target(const outbox_entry& entry, const routing_config& config,
+                                          milliseconds default_timeout = milliseconds(10'000));
+
+// Checks that `url` is one the sender can use (http or https, a host, a port from 1 to 65535,
+// no user:password@). Returns the problem, or nullopt. The message names at most the scheme and
+// host, never the path, which may be a secret.
+std::optional<std::string> url_problem(std::string_view url);
 
 class http_sender {
 public:

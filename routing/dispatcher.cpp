@@ -7,6 +7,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "rules/rule.hpp"
+
 namespace tocsin {
 
 namespace {
@@ -77,6 +79,28 @@ bool needs_update(const nflog_record* entry, const std::vector<std::uint64_t>& f
     return entry->sent_at + repeat.count() <= now;
 }
 
+// The order of `severity` values for copies: info < warning < error < critical < page. The rule
+// engine has no "error" tier, but Alertmanager users route on it, so it sits between warning and
+// critical. Returns nullopt for a missing or unknown value, which compares with nothing.
+std::optional<int> severity_rank(std::string_view value)
+{
+    if (value == "error") {
+        return 2 * static_cast<int>(severity::warning) + 1;
+    }
+    if (auto level = parse_severity(value)) {
+        return 2 * static_cast<int>(*level);
+    }
+    return std::nullopt;
+}
+
+// True when both labels sets carry a known severity and `to` is the higher one.
+bool severity_rose(const label_set& from, const label_set& to)
+{
+    auto before = severity_rank(from.get("severity"));
+    auto after = severity_rank(to.get("severity"));
+    return before && after && *before < *after;
+}
+
 struct sorted_alert {
     std::string sort_key; // label set in Prometheus notation
     const alert* value;
@@ -101,11 +125,11 @@ struct dispatcher::impl {
         std::string key;
         const route_config* route = nullptr;
         label_set labels;
-        // Alerts by id: the alert's current version, or a resolved copy kept after a label
-        // change moved the alert out of this group (the alert's entry then does not list it).
-        // NOTE: resolved copies are not in the durable state, so after a restart the group
-        // they were in never announces that resolve.
+        // Alerts by id: the alert's current version, or a copy kept after a label change moved
+        // the alert out of this group. Copies are listed in `copies`, and the alert's entry does
+        // not list this group.
         std::map<std::uint64_t, alert> alerts;
+        std::set<std::uint64_t> copies;
         time_ms next_flush_at = 0;
         bool has_flushed = false;
     };
@@ -195,19 +219,49 @@ struct dispatcher::impl {
         return *groups_.emplace(key, std::move(g)).first->second;
     }
 
-    // Adds or replaces an alert in `g`. Like Alertmanager, a group that has not flushed yet
-    // flushes at once when the alert started more than group_wait ago.
+    // Adds or replaces an alert in `g`, replacing a copy of it there. Like Alertmanager, a group
+    // that has not flushed yet flushes at once when the alert started more than group_wait ago.
     void put_in_group(group& g, const alert& a, time_ms now)
     {
+        drop_copy(g, a.id);
         g.alerts.insert_or_assign(a.id, a);
         if (!g.has_flushed && a.starts_at + g.route->group_wait.count() <= now && g.next_flush_at > now) {
             set_timer(g, now);
         }
     }
 
+    void put_copy(group& g, alert copy)
+    {
+        const std::uint64_t id = copy.id;
+        g.alerts.insert_or_assign(id, std::move(copy));
+        g.copies.insert(id);
+        copy_groups_[id].insert(g.key);
+        dirty_copies_.insert({g.key, id});
+    }
+
+    // Removes alert `id` from the copies of `g`. The caller erases or replaces its entry in
+    // g.alerts.
+    void drop_copy(group& g, std::uint64_t id)
+    {
+        if (g.copies.erase(id) == 0) {
+            return;
+        }
+        auto it = copy_groups_.find(id);
+        if (it != copy_groups_.end()) {
+            it->second.erase(g.key);
+            if (it->second.empty()) {
+                copy_groups_.erase(it);
+            }
+        }
+        dirty_copies_.insert({g.key, id});
+    }
+
     void remove_group(std::string key) // a copy: the group that owns the original goes away
     {
         auto it = groups_.find(key);
+        for (std::uint64_t id : std::set<std::uint64_t>(it->second->copies)) {
+            drop_copy(*it->second, id);
+        }
         timers_.erase({it->second->next_flush_at, key});
         groups_.erase(it);
         mark_group(key);
@@ -256,6 +310,7 @@ struct dispatcher::impl {
         if (found == alerts_.end()) {
             auto& entry = alerts_.emplace(id, alert_entry{std::move(a), {}, 0}).first->second;
             route_alert(entry, now);
+            update_copies(entry.current, now);
             finish_upsert(alerts_.find(id), now);
             return;
         }
@@ -271,18 +326,11 @@ struct dispatcher::impl {
             });
         }
 
-        // Groups the alert leaves keep a resolved copy, so their receivers hear the resolve.
         for (const auto& key : entry.group_keys) {
             bool stays = std::any_of(targets.begin(), targets.end(), [&key](const group_target& t) { return t.key == key; });
-            if (stays) {
-                continue;
+            if (!stays) {
+                put_copy(*groups_.at(key), copy_on_leaving(entry.current, a, now));
             }
-            alert copy = entry.current;
-            if (!copy.resolved_at(now)) {
-                copy.ends_at = now;
-                copy.updated_at = now;
-            }
-            groups_.at(key)->alerts.insert_or_assign(id, std::move(copy));
         }
 
         entry.current = std::move(a);
@@ -292,7 +340,61 @@ struct dispatcher::impl {
             put_in_group(g, entry.current, now);
             entry.group_keys.push_back(t.key);
         }
+        update_copies(entry.current, now);
         finish_upsert(found, now);
+    }
+
+    // The copy that a group keeps when the alert leaves it: the old version, still firing when
+    // the severity rose, so the group sends nothing for the move. Otherwise the group hears a
+    // resolve, with the final annotations when the alert itself resolved.
+    static alert copy_on_leaving(const alert& old, const alert& next, time_ms now)
+    {
+        alert copy = old;
+        if (copy.resolved_at(now)) {
+            return copy; // resolved before it moved; that resolve is still to be announced
+        }
+        if (next.resolved_at(now)) {
+            resolve_with(copy, next, now);
+        } else if (!severity_rose(old.labels, next.labels)) {
+            copy.ends_at = now;
+            copy.updated_at = now;
+        }
+        return copy;
+    }
+
+    // Resolves `copy` at the time `final_version` resolved, with its annotations, so the resolve
+    // shows the values at recovery.
+    static void resolve_with(alert& copy, const alert& final_version, time_ms now)
+    {
+        copy.ends_at = final_version.ends_at;
+        copy.annotations = final_version.annotations;
+        copy.updated_at = now;
+    }
+
+    // Brings the firing copies of `current` in other groups up to date. A firing copy is the
+    // alert at a lower severity, so it resolves when the alert resolves, when the severity falls
+    // to its level or below, or when the severity is no longer comparable.
+    void update_copies(const alert& current, time_ms now)
+    {
+        auto found = copy_groups_.find(current.id);
+        if (found == copy_groups_.end()) {
+            return;
+        }
+        for (const auto& key : found->second) {
+            alert& copy = groups_.at(key)->alerts.at(current.id);
+            if (copy.resolved_at(now)) {
+                continue;
+            }
+            if (current.resolved_at(now)) {
+                resolve_with(copy, current, now);
+            } else if (severity_rose(copy.labels, current.labels)) {
+                continue;
+            } else {
+                copy.ends_at = now;
+                copy.updated_at = now;
+            }
+            dirty_copies_.insert({key, current.id});
+        }
     }
 
     // An alert in no group is kept while it fires (the API still lists it) and dropped once
@@ -404,6 +506,11 @@ struct dispatcher::impl {
             leaving.push_back(r.value->id);
         }
         for (std::uint64_t id : leaving) {
+            if (g.copies.contains(id)) {
+                drop_copy(g, id);
+                g.alerts.erase(id);
+                continue;
+            }
             g.alerts.erase(id);
             auto it = alerts_.find(id);
             if (it == alerts_.end()) {
@@ -412,7 +519,7 @@ struct dispatcher::impl {
             auto& keys = it->second.group_keys;
             auto pos = std::find(keys.begin(), keys.end(), g.key);
             if (pos == keys.end()) {
-                continue; // a copy left behind by a label change
+                continue;
             }
             keys.erase(pos);
             if (keys.empty()) {
@@ -493,22 +600,34 @@ struct dispatcher::impl {
         auto old_groups = std::move(groups_);
         groups_.clear();
         timers_.clear();
+        copy_groups_.clear();
+        // The old groups point at routes of the old config, so it must live until they are gone.
+        const auto previous_config = config_;
         install_config(std::move(config));
         quiet_groups_ = true;
 
-        // Resolves not yet announced stay in their group while its route exists, so a reload
-        // neither drops nor repeats them.
+        // Resolves not yet announced and copies stay in their group while its route exists, so
+        // a reload neither drops nor repeats them. A copy whose alert now routes to its group
+        // gives way to the alert below.
         for (const auto& [key, old] : old_groups) {
+            for (std::uint64_t id : old->copies) {
+                dirty_copies_.insert({key, id}); // looked up again in take_changes()
+            }
             auto route = routes_by_key_.find(old->route->key);
             if (route == routes_by_key_.end()) {
                 continue;
             }
             for (const auto& [id, a] : old->alerts) {
-                if (!a.resolved_at(now)) {
+                const bool is_copy = old->copies.contains(id);
+                if (!is_copy && !a.resolved_at(now)) {
                     continue;
                 }
                 group& g = ensure_group(key, route->second, old->labels, now);
-                g.alerts.insert_or_assign(id, a);
+                if (is_copy) {
+                    put_copy(g, a);
+                } else {
+                    g.alerts.insert_or_assign(id, a);
+                }
             }
         }
 
@@ -557,7 +676,7 @@ struct dispatcher::impl {
             copy.ends_at = now;
             copy.updated_at = now;
             group& g = ensure_group(key, route->second, old.labels, now);
-            g.alerts.insert_or_assign(copy.id, std::move(copy));
+            put_copy(g, std::move(copy));
         }
     }
 
@@ -571,6 +690,7 @@ struct dispatcher::impl {
             route_alert(it->second, now);
             finish_upsert(it, now);
         }
+        restore_copies(state, now);
         quiet_groups_ = false;
 
         std::unordered_map<std::string, saved_timer> saved;
@@ -583,6 +703,35 @@ struct dispatcher::impl {
             nflog_key key{r.group_key, r.integration_id};
             nflog_.insert_or_assign(key, r);
             nflog_expiry_.insert({r.expires_at, std::move(key)});
+        }
+    }
+
+    // Puts saved copies back into their groups. A copy is dropped (and deleted from the store)
+    // when its group's route is gone from the config or the alert itself now routes there.
+    void restore_copies(const dispatch_state& state, time_ms now)
+    {
+        std::unordered_map<std::string, const group_record*> records;
+        for (const auto& r : state.groups) {
+            records.insert_or_assign(r.group_key, &r);
+        }
+        for (const auto& [key, copy] : state.copies) {
+            const route_config* route = nullptr;
+            auto record = records.find(key);
+            if (record != records.end()) {
+                auto found = routes_by_key_.find(record->second->route_key);
+                route = found == routes_by_key_.end() ? nullptr : found->second;
+            }
+            auto existing = groups_.find(key);
+            const bool alert_there = existing != groups_.end() && existing->second->alerts.contains(copy.id) &&
+                                     !existing->second->copies.contains(copy.id);
+            if (route == nullptr || alert_there) {
+                dirty_copies_.insert({key, copy.id});
+                continue;
+            }
+            group& g = ensure_group(key, route, record->second->group_labels, now);
+            g.alerts.insert_or_assign(copy.id, copy);
+            g.copies.insert(copy.id);
+            copy_groups_[copy.id].insert(key);
         }
     }
 
@@ -620,9 +769,19 @@ struct dispatcher::impl {
             }
         }
 
+        for (const auto& [key, id] : dirty_copies_) {
+            auto it = groups_.find(key);
+            if (it != groups_.end() && it->second->copies.contains(id)) {
+                out.copies_upserted.emplace_back(key, it->second->alerts.at(id));
+            } else {
+                out.copies_deleted.emplace_back(key, id);
+            }
+        }
+
         dirty_alerts_.clear();
         dirty_groups_.clear();
         dirty_nflog_.clear();
+        dirty_copies_.clear();
         return out;
     }
 
@@ -640,11 +799,13 @@ struct dispatcher::impl {
     std::map<nflog_key, nflog_record> nflog_;
     std::set<std::pair<time_ms, nflog_key>> nflog_expiry_;      // (expires_at, key)
     std::set<std::pair<time_ms, std::uint64_t>> orphan_expiry_; // (ends_at, alert id) of alerts in no group
+    std::unordered_map<std::uint64_t, std::set<std::string>> copy_groups_; // alert id -> keys of groups with a copy
     // Keys changed since the last take_changes(). They are looked up again when taken, so the
     // last state of each key wins.
     std::unordered_set<std::uint64_t> dirty_alerts_;
     std::unordered_set<std::string> dirty_groups_;
     std::set<nflog_key> dirty_nflog_;
+    std::set<std::pair<std::string, std::uint64_t>> dirty_copies_; // (group key, alert id)
     bool quiet_groups_ = false; // set while a reload or restore decides which groups changed
     std::uint64_t notifications_ = 0;
 };

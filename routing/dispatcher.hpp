@@ -13,8 +13,12 @@
 //   passed since the last notification. A notification holds every firing alert of the group
 //   (and the resolved ones when send_resolved), never a part of them.
 // - Resolved alerts leave a group after the flush that included them; an empty group is removed.
-// - Group timers and the notification log are part of the durable state (take_changes()), so a
-//   restart or a reload neither sends again what was sent nor forgets a resolve.
+// - An alert keeps its id when its labels change. A group it leaves keeps a copy with the old
+//   labels: a firing copy when the severity rose (as separate warning and critical alerts would
+//   in Alertmanager), otherwise a resolved one. Copies resolve with the alert.
+// - Group timers, copies and the notification log are part of the durable state
+//   (take_changes()), so a restart or a reload neither sends again what was sent nor forgets a
+//   resolve.
 //
 // Thread safety: none. One owner calls every member function.
 
@@ -22,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "rules/clock.hpp"
@@ -77,6 +82,7 @@ struct dispatch_state {
     std::vector<alert> alerts;
     std::vector<group_record> groups;
     std::vector<nflog_record> nflog;
+    std::vector<std::pair<std::string, alert>> copies; // (group_key, copy) for copies left by label changes
 };
 
 // What changed since the last take_changes(); applied to the store in one transaction together
@@ -88,6 +94,8 @@ struct dispatch_changes {
     std::vector<std::string> groups_deleted;
     std::vector<nflog_record> nflog_upserted;
     std::vector<std::pair<std::string, std::string>> nflog_deleted; // (group_key, integration_id)
+    std::vector<std::pair<std::string, alert>> copies_upserted;      // (group_key, copy)
+    std::vector<std::pair<std::string, std::uint64_t>> copies_deleted; // (group_key, alert id)
     bool empty() const;
 };
 
@@ -115,7 +123,12 @@ public:
     dispatcher& operator=(const dispatcher&) = delete;
 
     // Adds, updates or resolves an alert, matched by alert::id. When its labels change so that it
-    // leaves a group, that group keeps a resolved copy of it, so its receivers hear the resolve.
+    // leaves a group, that group keeps a copy with the old labels. The copy keeps firing when the
+    // `severity` label rose (info < warning < error < critical < page), so the move sends nothing
+    // there. Otherwise it is resolved now, so that group announces the resolve at its next tick.
+    // A firing copy resolves when the alert resolves, taking the alert's final annotations, or
+    // when the alert's severity no longer ranks above the copy's. An alert that moves back into a
+    // group replaces its copy there.
     void upsert(alert a);
 
     // Flushes every group whose time has come and returns the notifications to send.
@@ -130,7 +143,8 @@ public:
     void replace_config(std::shared_ptr<const routing_config> config);
 
     // Loads state saved by a previous process. Call before the first upsert(). Alerts are routed
-    // with the current config; saved group timers apply to groups with the same key.
+    // with the current config; saved group timers apply to groups with the same key. A saved copy
+    // returns to its group unless the group's route is gone or the alert itself now routes there.
     void restore(const dispatch_state& state);
 
     dispatch_changes take_changes();

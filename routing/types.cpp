@@ -42,7 +42,7 @@ std::string integration_ref::id() const
 bool dispatch_changes::empty() const
 {
     return alerts_upserted.empty() && alerts_deleted.empty() && groups_upserted.empty() && groups_deleted.empty() &&
-           nflog_upserted.empty() && nflog_deleted.empty();
+           nflog_upserted.empty() && nflog_deleted.empty() && copies_upserted.empty() && copies_deleted.empty();
 }
 
 } // namespace tocsin

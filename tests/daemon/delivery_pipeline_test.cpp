@@ -204,6 +204,69 @@ TEST_CASE("pipeline: a resolve during a restart is delivered once")
     }
 }
 
+TEST_CASE("pipeline: escalation and restart resolve Slack once")
+{
+    delivery_pipeline p;
+    p.configure(R"(
+route:
+  receiver: slack
+  group_by: [alertname]
+  group_wait: 30s
+  group_interval: 5m
+  repeat_interval: 4h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pd
+receivers:
+  - name: slack
+    slack_configs:
+      - api_url: '$BASE/services/T0001/B0001/WEBHOOKSECRETPATH42'
+        send_resolved: true
+        title: '{{ .Status }} {{ .CommonLabels.severity }}'
+        text: '{{ range .Alerts }}{{ .Annotations.summary }}{{ end }}'
+  - name: pd
+    pagerduty_configs: [{routing_key: 'R0UT1NGKEY0123456789abcdefABCDEF', url: '$BASE/v2/enqueue'}]
+)");
+    p.open();
+    auto a = host_alert("DiskFull", "h1", p.at(0), "warning", {{"summary", "disk 85%"}});
+    p.post({fired(a)});
+    p.run_until(p.at(minutes_ms(2)));
+    a.labels = a.labels.with("severity", "critical");
+    a.level = severity::critical;
+    a.annotations = {{"summary", "disk 92%"}};
+    p.post({severity_changed(a)});
+    p.run_until(p.at(minutes_ms(3)));
+    p.crash();
+    p.clock.set_ms(p.at(minutes_ms(3) + seconds_ms(20)));
+    p.open({a});
+    p.run_until(p.at(minutes_ms(9)));
+    a.annotations = {{"summary", "disk 40%"}};
+    p.post({resolved(a, p.at(minutes_ms(9)))});
+    p.run_until(p.at(hours_ms(1)));
+    CHECK(contract_violations(p).empty());
+
+    const auto pd = p.rx.accepted(receiver_kind::pagerduty);
+    REQUIRE(pd.size() == 2);
+    CHECK(pd[0].arrival_ms == p.at(minutes_ms(2)));
+    CHECK(pd[0].body.at("event_action") == "trigger");
+    CHECK(pd[1].arrival_ms == p.at(minutes_ms(12)));
+    CHECK(pd[1].body.at("event_action") == "resolve");
+
+    // Nothing in Slack at the escalation; one resolve of the warning, with the value at recovery.
+    const auto slack = p.rx.accepted(receiver_kind::slack);
+    REQUIRE(slack.size() == 2);
+    const std::string first = slack[0].body.dump();
+    const std::string second = slack[1].body.dump();
+    INFO(first << "\n" << second);
+    CHECK(slack[0].arrival_ms == p.at(seconds_ms(30)));
+    CHECK(first.find("firing warning") != std::string::npos);
+    CHECK(first.find("disk 85%") != std::string::npos);
+    CHECK(slack[1].arrival_ms == p.at(minutes_ms(10) + seconds_ms(30)));
+    CHECK(second.find("resolved warning") != std::string::npos);
+    CHECK(second.find("disk 40%") != std::string::npos);
+    CHECK(p.service().groups().groups().empty());
+}
+
 TEST_CASE("pipeline: outbox survives crash during 503s")
 {
     delivery_pipeline p;

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -189,4 +190,100 @@ TEST_CASE("delivery store: a killed process keeps committed notifications")
     auto state = store->load_dispatch_state(error);
     REQUIRE(state);
     CHECK(state->nflog.size() == 1);
+}
+
+TEST_CASE("delivery store: copies round trip")
+{
+    temp_dir dir;
+    const std::string slack_group = R"({}:{alertname="DiskFull"})";
+    const std::string pd_group = R"({}/{severity="critical"}:{alertname="DiskFull"})";
+    alert firing_copy = make_alert(1, "h1");
+    firing_copy.labels = firing_copy.labels.with("severity", "warning");
+
+    {
+        auto store = open_store(dir.path().string());
+        dispatch_changes first;
+        first.copies_upserted = {{slack_group, firing_copy}, {pd_group, make_alert(1, "h1", 9'000)},
+                                 {slack_group, make_alert(2, "h2")}};
+        dispatch_changes second;
+        second.copies_deleted = {{slack_group, 2}, {pd_group, 2}};
+        std::vector<outbox_entry> none;
+        std::string error;
+        REQUIRE(store->commit({}, {first, second}, none, error));
+    }
+
+    auto store = open_store(dir.path().string());
+    std::string error;
+    auto state = store->load_dispatch_state(error);
+    INFO(error);
+    REQUIRE(state);
+    REQUIRE(state->copies.size() == 2);
+
+    // Ordered by group key, then alert id.
+    CHECK(state->copies[0].first == pd_group);
+    CHECK(state->copies[0].second.id == 1);
+    CHECK(state->copies[0].second.ends_at == 9'000);
+    CHECK(state->copies[1].first == slack_group);
+    const alert& loaded = state->copies[1].second;
+    CHECK(loaded.id == 1);
+    CHECK(loaded.labels == firing_copy.labels);
+    CHECK(loaded.annotations == firing_copy.annotations);
+    CHECK(loaded.starts_at == 1'000);
+    CHECK(loaded.ends_at == 0);
+    CHECK(loaded.updated_at == 2'000);
+    CHECK(loaded.generator_url == firing_copy.generator_url);
+}
+
+TEST_CASE("delivery store: version 3 database migrates")
+{
+    temp_dir dir;
+    std::string path;
+    {
+        auto store = open_store(dir.path().string());
+        path = store->path();
+        std::vector<outbox_entry> entries = {make_entry("g1", false)};
+        std::string error;
+        REQUIRE(store->commit({}, {sample_changes()}, entries, error));
+    }
+    {
+        // Migrations 1 to 3 are unchanged, so removing what version 4 added gives the version 3
+        // schema as released.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        const char* downgrade = "DROP TABLE dispatch_copies; UPDATE schema_version SET version = 3;";
+        REQUIRE(sqlite3_exec(db, downgrade, nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+
+    auto store = open_store(dir.path().string());
+    std::string error;
+    auto state = store->load_dispatch_state(error);
+    INFO(error);
+    REQUIRE(state);
+    CHECK(state->alerts.size() == 2);
+    CHECK(state->groups.size() == 1);
+    CHECK(state->nflog.size() == 1);
+    CHECK(state->copies.empty());
+    auto outbox = store->load_outbox(error);
+    REQUIRE(outbox);
+    CHECK(outbox->size() == 1);
+
+    dispatch_changes c;
+    c.copies_upserted = {{"g", make_alert(1, "h1")}};
+    std::vector<outbox_entry> none;
+    REQUIRE(store->commit({}, {c}, none, error));
+    state = store->load_dispatch_state(error);
+    REQUIRE(state);
+    REQUIRE(state->copies.size() == 1);
+    CHECK(state->copies[0].first == "g");
+
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* query = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &query, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(query) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(query, 0) == state_store::schema_version);
+    CHECK(state_store::schema_version == 4);
+    sqlite3_finalize(query);
+    sqlite3_close(db);
 }

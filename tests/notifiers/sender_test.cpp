@@ -349,6 +349,18 @@ TEST_CASE("sender retries a refused connection")
     CHECK_THAT(result.detail, Catch::Contains("http://127.0.0.1:" + std::to_string(port)));
 }
 
+TEST_CASE("sender retries a host that does not resolve")
+{
+    // The .invalid top-level domain never resolves, so the attempt fails before any stream exists.
+    boost::asio::io_context io;
+    http_sender sender(io, "tocsin/test");
+    auto target = make_target("http://does-not-exist.invalid/hook");
+    target.timeout = std::chrono::seconds(5);
+    auto result = send_one(io, sender, make_entry(integration_kind::webhook, "{}"), target);
+    CHECK(result.outcome == attempt_outcome::retry);
+    CHECK((result.reason == "network" || result.reason == "timeout"));
+}
+
 TEST_CASE("sender threads and updates Slack messages")
 {
     std::mutex mutex;

@@ -127,6 +127,7 @@ struct durable_store {
     std::map<std::uint64_t, alert> alerts;
     std::map<std::string, group_record> groups;
     std::map<std::pair<std::string, std::string>, nflog_record> nflog;
+    std::map<std::pair<std::string, std::uint64_t>, alert> copies;
 
     void apply(dispatch_changes c)
     {
@@ -148,6 +149,12 @@ struct durable_store {
         for (const auto& key : c.nflog_deleted) {
             nflog.erase(key);
         }
+        for (auto& [key, a] : c.copies_upserted) {
+            copies.insert_or_assign({key, a.id}, std::move(a));
+        }
+        for (const auto& key : c.copies_deleted) {
+            copies.erase(key);
+        }
     }
 
     dispatch_state state() const
@@ -161,6 +168,9 @@ struct durable_store {
         }
         for (const auto& [key, n] : nflog) {
             s.nflog.push_back(n);
+        }
+        for (const auto& [key, a] : copies) {
+            s.copies.emplace_back(key.first, a);
         }
         return s;
     }
@@ -315,6 +325,19 @@ TEST_CASE("dispatcher reload with an identical config sends nothing")
                        "@10s hook/webhook/0 firing[h1] resolved[]",
                        "@1h0m10s hook/webhook/0 firing[h1,h2] resolved[]",
                    });
+}
+
+TEST_CASE("dispatcher reload frees the old config safely")
+{
+    // Only the dispatcher holds the first config, so the reload frees it; under AddressSanitizer
+    // any later use of its routes fails this test.
+    harness h(make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "Disk", "h1", 0));
+    h.run_until(20 * sec);
+    h.d->replace_config(make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")}));
+    h.d->replace_config(make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")}));
+    h.run_until(2 * hour);
+    CHECK(h.log == lines{"@10s hook/webhook/0 firing[h1] resolved[]"});
 }
 
 TEST_CASE("dispatcher reload with an unrelated route change sends nothing")
@@ -854,4 +877,306 @@ TEST_CASE("dispatcher reload that redirects an alert resolves it")
                    });
     REQUIRE(h.d->groups().size() == 1);
     CHECK(h.d->groups()[0].receiver == "prod");
+}
+
+namespace {
+
+// Slack for everything, PagerDuty for the severities that `page_match` selects, both sending
+// resolves, grouped by alertname.
+std::shared_ptr<const routing_config> severity_config(std::string_view page_match = R"(severity="critical")")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "slack");
+    root.routes.push_back(make_child(root, page_match, "pd"));
+    receiver_config slack;
+    slack.name = "slack";
+    slack.slack.emplace_back();
+    slack.slack.back().send_resolved = true;
+    receiver_config pd;
+    pd.name = "pd";
+    pd.pagerduty.emplace_back();
+    return make_config(root, {slack, pd});
+}
+
+// Alert 1 as the rule engine reports it at one severity tier: the id stays, labels change.
+alert disk_alert(std::string severity, std::string summary)
+{
+    alert a = make_alert(1, "DiskFull", "h1", 0, {{"severity", std::move(severity)}});
+    a.annotations = {{"summary", std::move(summary)}};
+    return a;
+}
+
+const std::string slack_group = R"({}:{alertname="DiskFull"})";
+const std::string pd_group = R"({}/{severity="critical"}:{alertname="DiskFull"})";
+
+std::string summary_of(const alert& a)
+{
+    for (const auto& [name, value] : a.annotations) {
+        if (name == "summary") {
+            return value;
+        }
+    }
+    return "";
+}
+
+} // namespace
+
+TEST_CASE("dispatcher escalation keeps the lower group firing")
+{
+    harness h(severity_config());
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(2 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(9 * minute);
+
+    // Slack heard nothing of the move; its group keeps the warning as a firing copy.
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                   });
+    REQUIRE(h.store.copies.size() == 1);
+    const alert& saved = h.store.copies.begin()->second;
+    CHECK(h.store.copies.begin()->first.first == slack_group);
+    CHECK(saved.labels.get("severity") == "warning");
+    CHECK(saved.ends_at == 0);
+    CHECK(h.d->groups().size() == 2);
+
+    alert recovered = resolved(disk_alert("critical", "disk 40%"), 9 * minute);
+    h.post(recovered);
+    h.run_until(1 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@10m30s slack/slack/0 firing[] resolved[h1]",
+                       "@12m0s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 4);
+    const alert& slack_resolve = h.sent[2].alerts.at(0);
+    CHECK(h.sent[2].group_key == slack_group);
+    CHECK(slack_resolve.labels.get("severity") == "warning");
+    CHECK(summary_of(slack_resolve) == "disk 40%");
+    CHECK(slack_resolve.ends_at == 9 * minute);
+    CHECK(h.sent[3].group_key == pd_group);
+    CHECK(summary_of(h.sent[3].alerts.at(0)) == "disk 40%");
+    CHECK(h.d->groups().empty());
+    CHECK(h.d->alerts().empty());
+    CHECK(h.store.copies.empty());
+    CHECK(h.store.groups.empty());
+    CHECK(h.store.alerts.empty());
+}
+
+TEST_CASE("dispatcher de-escalation resolves only the higher group")
+{
+    harness h(severity_config());
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(2 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(4 * minute);
+    h.post(disk_alert("warning", "disk 88%"));
+    auto changes = h.d->take_changes();
+    // The alert replaced its copy in the Slack group, and the PagerDuty group keeps a resolved one.
+    REQUIRE(changes.copies_deleted.size() == 1);
+    CHECK(changes.copies_deleted[0].first == slack_group);
+    REQUIRE(changes.copies_upserted.size() == 1);
+    CHECK(changes.copies_upserted[0].first == pd_group);
+    CHECK(changes.copies_upserted[0].second.ends_at == 4 * minute);
+    h.store.apply(std::move(changes));
+    h.run_until(20 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@7m0s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 3);
+    CHECK(h.sent[2].alerts.at(0).labels.get("severity") == "critical");
+    auto groups = h.d->groups();
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].group_key == slack_group);
+    REQUIRE(h.d->alerts().size() == 1);
+    CHECK(h.d->alerts()[0].labels.get("severity") == "warning");
+    CHECK(h.store.copies.empty());
+
+    h.post(resolved(disk_alert("warning", "disk 50%"), 20 * minute));
+    h.run_until(1 * hour);
+    REQUIRE(h.log.size() == 4);
+    CHECK(h.log[3] == "@20m30s slack/slack/0 firing[] resolved[h1]");
+    CHECK(h.d->groups().empty());
+}
+
+TEST_CASE("dispatcher falling below a copy's tier resolves the copy")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "slack");
+    root.routes.push_back(make_child(root, R"(severity=~"critical|page")", "pd"));
+    root.routes.push_back(make_child(root, R"(severity="info")", "log"));
+    receiver_config slack;
+    slack.name = "slack";
+    slack.slack.emplace_back();
+    slack.slack.back().send_resolved = true;
+    receiver_config pd;
+    pd.name = "pd";
+    pd.pagerduty.emplace_back();
+    harness h(make_config(root, {slack, pd, webhook_receiver("log")}));
+
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(2 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(3 * minute);
+    // critical and page share the PagerDuty group: a change within it, announced at its tick.
+    h.post(disk_alert("page", "disk 99%"));
+    h.run_until(4 * minute);
+    // Down to info, below warning: the Slack group's warning copy resolves too.
+    h.post(disk_alert("info", "disk 60%"));
+    h.run_until(30 * minute);
+
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@4m0s log/webhook/0 firing[h1] resolved[]",
+                       "@5m30s slack/slack/0 firing[] resolved[h1]",
+                       "@7m0s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 5);
+    CHECK(h.sent[3].alerts.at(0).labels.get("severity") == "warning");
+    CHECK(h.sent[3].alerts.at(0).ends_at == 4 * minute);
+    CHECK(h.sent[4].alerts.at(0).labels.get("severity") == "page");
+    auto groups = h.d->groups();
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].receiver == "log");
+    CHECK(h.store.copies.empty());
+}
+
+TEST_CASE("dispatcher move without a severity rise resolves")
+{
+    SECTION("another label")
+    {
+        harness h(severity_config());
+        h.post(disk_alert("warning", "disk 85%"));
+        h.run_until(2 * minute);
+        alert moved = disk_alert("warning", "disk 85%");
+        moved.labels = moved.labels.with("alertname", "DiskAlmostFull");
+        h.post(moved);
+        h.run_until(10 * minute);
+        CHECK(h.log == lines{
+                           "@30s slack/slack/0 firing[h1] resolved[]",
+                           "@2m0s slack/slack/0 firing[h1] resolved[]",
+                           "@5m30s slack/slack/0 firing[] resolved[h1]",
+                       });
+        REQUIRE(h.sent.size() == 3);
+        CHECK(h.sent[2].group_key == slack_group);
+        CHECK(h.sent[2].alerts.at(0).ends_at == 2 * minute);
+    }
+    SECTION("a severity outside the known order")
+    {
+        harness h(severity_config(R"(severity=~"critical|urgent")"));
+        h.post(disk_alert("warning", "disk 85%"));
+        h.run_until(2 * minute);
+        h.post(disk_alert("urgent", "disk 92%"));
+        h.run_until(10 * minute);
+        CHECK(h.log == lines{
+                           "@30s slack/slack/0 firing[h1] resolved[]",
+                           "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                           "@5m30s slack/slack/0 firing[] resolved[h1]",
+                       });
+    }
+    SECTION("error counts between warning and critical")
+    {
+        harness h(severity_config(R"(severity=~"error|critical")"));
+        h.post(disk_alert("critical", "disk 95%"));
+        h.run_until(2 * minute);
+        h.post(disk_alert("warning", "disk 85%"));
+        h.run_until(3 * minute);
+        h.post(disk_alert("error", "disk 90%"));
+        h.run_until(10 * minute);
+        // warning to error is a rise: the Slack group keeps firing and sends nothing.
+        CHECK(h.log == lines{
+                           "@30s pd/pagerduty/0 firing[h1] resolved[]",
+                           "@2m0s slack/slack/0 firing[h1] resolved[]",
+                           "@5m30s pd/pagerduty/0 firing[h1] resolved[]",
+                       });
+        CHECK(h.store.copies.size() == 1);
+    }
+}
+
+TEST_CASE("dispatcher restart keeps a copy until the resolve")
+{
+    harness h(severity_config());
+    // Only flushes that produced notifications reach the store, as when the outbox commit is
+    // the last write before the kill.
+    h.commit_every_flush = false;
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(2 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(3 * minute);
+    h.stop(false);
+    REQUIRE(h.store.copies.size() == 1);
+
+    h.start(8 * minute);
+    CHECK(h.d->take_changes().empty());
+    auto groups = h.d->groups();
+    REQUIRE(groups.size() == 2);
+    CHECK(groups[1].group_key == slack_group);
+    CHECK(groups[1].alert_ids == std::vector<std::uint64_t>{1});
+    h.post(disk_alert("critical", "disk 93%")); // the engine's restored alert, unchanged tier
+    h.run_until(9 * minute);
+    h.post(resolved(disk_alert("critical", "disk 40%"), 9 * minute));
+    h.run_until(1 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@10m30s slack/slack/0 firing[] resolved[h1]",
+                       "@12m0s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 4);
+    CHECK(summary_of(h.sent[2].alerts.at(0)) == "disk 40%");
+    CHECK(h.d->groups().empty());
+    CHECK(h.store.copies.empty());
+}
+
+TEST_CASE("dispatcher restore drops a copy whose route is gone")
+{
+    harness h(severity_config());
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(1 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(2 * minute);
+    h.stop(true);
+    REQUIRE(h.store.copies.size() == 1);
+
+    // The new config sends everything to PagerDuty, so the Slack group's route no longer exists.
+    route_config root = make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour, "pd");
+    receiver_config pd;
+    pd.name = "pd";
+    pd.pagerduty.emplace_back();
+    root.key = "{}/other";
+    h.config = make_config(root, {pd});
+    h.start(3 * minute);
+    auto changes = h.d->take_changes();
+    CHECK(changes.copies_upserted.empty());
+    REQUIRE(changes.copies_deleted.size() == 1);
+    CHECK(changes.copies_deleted[0] == std::pair<std::string, std::uint64_t>{slack_group, 1});
+    for (const auto& g : h.d->groups()) {
+        CHECK(g.group_key != slack_group);
+    }
+}
+
+TEST_CASE("dispatcher reload keeps a firing copy")
+{
+    harness h(severity_config());
+    h.post(disk_alert("warning", "disk 85%"));
+    h.run_until(2 * minute);
+    h.post(disk_alert("critical", "disk 92%"));
+    h.run_until(3 * minute);
+    h.d->replace_config(severity_config());
+    h.run_until(9 * minute);
+    h.post(resolved(disk_alert("critical", "disk 40%"), 9 * minute));
+    h.run_until(1 * hour);
+
+    CHECK(h.log == lines{
+                       "@30s slack/slack/0 firing[h1] resolved[]",
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@10m30s slack/slack/0 firing[] resolved[h1]",
+                       "@12m0s pd/pagerduty/0 firing[] resolved[h1]",
+                   });
 }
