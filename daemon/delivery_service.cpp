@@ -246,7 +246,7 @@ bool delivery_service::flush(std::vector<alert_event>& events, std::string& erro
     for (auto& e : fresh) {
         unsaved_entries_.push_back(std::move(e));
     }
-    if (!store_.commit(events, unsaved_changes_, unsaved_entries_, error)) {
+    if (!store_.commit(events, unsaved_changes_, unsaved_entries_, error, unsaved_updates_, unsaved_removals_)) {
         ++store_failures_;
         // The dispatcher already moved on; its changes and the new entries wait in memory
         // and are written with the next flush, in order.
@@ -254,6 +254,8 @@ bool delivery_service::flush(std::vector<alert_event>& events, std::string& erro
     }
     events.clear();
     unsaved_changes_.clear();
+    unsaved_updates_.clear();
+    unsaved_removals_.clear();
     for (auto& e : unsaved_entries_) {
         queue_->add(std::move(e));
     }
@@ -266,6 +268,15 @@ void delivery_service::pump()
 {
     if (stopped_) {
         return;
+    }
+    std::string error;
+    if (store_.record_outcomes(unsaved_updates_, unsaved_removals_, error)) {
+        unsaved_updates_.clear();
+        unsaved_removals_.clear();
+    } else {
+        ++store_failures_;
+        notify_log()->error("cannot save the outcome of {} sends, will retry: {}",
+                            unsaved_updates_.size() + unsaved_removals_.size(), error);
     }
     auto exists = [this](const std::string& id) { return integrations_.count(id) > 0; };
     for (const auto& dropped : queue_->expire(exists)) {
@@ -296,10 +307,7 @@ void delivery_service::pump()
 
 void delivery_service::drop_entry(const outbox_entry& entry, const char* why)
 {
-    std::string error;
-    if (!store_.remove_outbox(entry.id, error)) {
-        notify_log()->error("cannot remove outbox entry {}: {}", entry.id, error);
-    }
+    unsaved_removals_.push_back(entry.id);
     notify_log()->warn("dropped notification for {} (group {}) after {} attempts: {}", entry.message.integration.id(),
                        entry.message.group_key, entry.attempts, why);
 }
@@ -339,9 +347,7 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& raw_res
                 }
             }
         }
-        if (!store_.remove_outbox(id, error)) {
-            notify_log()->error("cannot mark notification {} delivered: {}", id, error);
-        }
+        unsaved_removals_.push_back(id);
         notify_log()->info("notified {} of group {}: {} alerts, {} (attempt {})", integration,
                            sent.message.group_key, sent.message.alert_count,
                            sent.message.resolved ? "resolved" : "firing", completion.entry.attempts);
@@ -351,9 +357,7 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& raw_res
         if (result.outcome == attempt_outcome::failed) { // not an entry that grew too old while retrying
             ++failures_[{integration, result.reason}];
         }
-        if (!store_.remove_outbox(id, error)) {
-            notify_log()->error("cannot remove failed notification {}: {}", id, error);
-        }
+        unsaved_removals_.push_back(id);
         if (result.outcome == attempt_outcome::retry) {
             // The receiver's answer asked for a retry, but the entry passed delivery.max_age.
             notify_log()->error("gave up on the notification for {} (group {}) after {} attempts over "
@@ -368,9 +372,7 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& raw_res
                             result.detail.empty() ? "no details" : result.detail);
         break;
     case attempt_outcome::retry:
-        if (!store_.update_outbox(completion.entry, error)) {
-            notify_log()->error("cannot save the retry state of notification {}: {}", id, error);
-        }
+        unsaved_updates_.push_back(completion.entry);
         notify_log()->warn("delivery to {} failed (HTTP {}, {}{}{}); attempt {} retries in {} ms", integration,
                            result.http_status, result.reason, result.detail.empty() ? "" : ": ", result.detail,
                            completion.entry.attempts + 1,

@@ -91,6 +91,11 @@ private:
     std::unique_ptr<delivery_queue> queue_;
     std::vector<dispatch_changes> unsaved_changes_;
     std::vector<outbox_entry> unsaved_entries_;
+    // Outcomes of sends, saved together by the next pump() or flush() (see
+    // state_store::record_outcomes). A crash before that sends the notification again, which
+    // at-least-once delivery allows.
+    std::vector<outbox_entry> unsaved_updates_;
+    std::vector<std::uint64_t> unsaved_removals_;
     std::map<state_store::thread_key, slack_thread> threads_;
     struct flight {
         outbox_entry entry;

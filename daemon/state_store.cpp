@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <chrono>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -343,6 +344,7 @@ state_store::state_store(sqlite3* db, std::string path) : db_(db), path_(std::mo
 
 state_store::~state_store()
 {
+    stop_checkpointer();
     for (sqlite3_stmt* statement : {upsert_, delete_, select_all_, set_meta_, get_meta_}) {
         sqlite3_finalize(statement);
     }
@@ -352,6 +354,41 @@ state_store::~state_store()
     // Closing checkpoints the WAL into the main file. A crash skips this and loses nothing,
     // because the next open replays the WAL.
     sqlite3_close_v2(db_);
+}
+
+void state_store::start_checkpointer()
+{
+    checkpointer_ = std::thread([this] {
+        sqlite3* db = nullptr;
+        if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+            // Without this connection the WAL grows until the owner's connection closes, which
+            // checkpoints it; nothing is lost.
+            sqlite3_close_v2(db);
+            return;
+        }
+        sqlite3_busy_timeout(db, busy_timeout_ms);
+        std::unique_lock lock(checkpointer_mutex_);
+        while (!checkpointer_wake_.wait_for(lock, std::chrono::seconds(1), [this] { return checkpointer_stop_; })) {
+            lock.unlock();
+            // PASSIVE copies what it can without blocking the owner's writes.
+            sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+            lock.lock();
+        }
+        sqlite3_close_v2(db);
+    });
+}
+
+void state_store::stop_checkpointer()
+{
+    if (!checkpointer_.joinable()) {
+        return;
+    }
+    {
+        std::lock_guard lock(checkpointer_mutex_);
+        checkpointer_stop_ = true;
+    }
+    checkpointer_wake_.notify_all();
+    checkpointer_.join();
 }
 
 std::string state_store::describe_failure(const char* action) const
@@ -409,6 +446,12 @@ std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std
     // crash of the process, which is what most deployments need, at no disk latency.
     if (!store->execute("PRAGMA journal_mode=WAL", error) ||
         !store->execute(sync == sync_mode::full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", error)) {
+        return nullptr;
+    }
+    store->sync_ = sync;
+    // Commits never checkpoint by themselves: the background thread does, so a commit costs at
+    // most its own fsync.
+    if (!store->execute("PRAGMA wal_autocheckpoint=0", error)) {
         return nullptr;
     }
 
@@ -469,6 +512,7 @@ std::unique_ptr<state_store> state_store::open(const std::string& state_dir, std
     if (!store->prepare_statements(error)) {
         return nullptr;
     }
+    store->start_checkpointer();
     return store;
 }
 
@@ -863,11 +907,13 @@ bool state_store::insert_outbox(outbox_entry& entry, std::string& error)
 }
 
 bool state_store::commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
-                         std::vector<outbox_entry>& new_entries, std::string& error)
+                         std::vector<outbox_entry>& new_entries, std::string& error,
+                         const std::vector<outbox_entry>& outbox_updates,
+                         const std::vector<std::uint64_t>& outbox_removed)
 {
     const bool no_changes =
         std::all_of(changes.begin(), changes.end(), [](const dispatch_changes& c) { return c.empty(); });
-    if (events.empty() && no_changes && new_entries.empty()) {
+    if (events.empty() && no_changes && new_entries.empty() && outbox_updates.empty() && outbox_removed.empty()) {
         return true;
     }
     if (!execute("BEGIN IMMEDIATE", error)) {
@@ -882,6 +928,12 @@ bool state_store::commit(const std::vector<alert_event>& events, const std::vect
             break;
         }
         ok = insert_outbox(entry, error);
+    }
+    for (const auto& entry : outbox_updates) {
+        ok = ok && update_outbox(entry, error);
+    }
+    for (std::uint64_t id : outbox_removed) {
+        ok = ok && remove_outbox(id, error);
     }
     if (!commit_or_rollback(ok, error)) {
         for (auto& entry : new_entries) {
@@ -1030,6 +1082,35 @@ std::optional<std::vector<outbox_entry>> state_store::load_outbox(std::string& e
         return std::nullopt;
     }
     return entries;
+}
+
+bool state_store::record_outcomes(const std::vector<outbox_entry>& updates, const std::vector<std::uint64_t>& removed,
+                                  std::string& error)
+{
+    if (updates.empty() && removed.empty()) {
+        return true;
+    }
+    const bool relax = sync_ == sync_mode::full;
+    if (relax && !execute("PRAGMA synchronous=NORMAL", error)) {
+        return false;
+    }
+    bool ok = execute("BEGIN IMMEDIATE", error);
+    if (ok) {
+        for (const auto& entry : updates) {
+            ok = ok && update_outbox(entry, error);
+        }
+        for (std::uint64_t id : removed) {
+            ok = ok && remove_outbox(id, error);
+        }
+        ok = commit_or_rollback(ok, error);
+    }
+    std::string restore_error;
+    if (relax && !execute("PRAGMA synchronous=FULL", restore_error)) {
+        // Later commits would silently lose their power-loss safety, so this is a failure too.
+        error = restore_error;
+        return false;
+    }
+    return ok;
 }
 
 bool state_store::update_outbox(const outbox_entry& entry, std::string& error)

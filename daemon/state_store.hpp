@@ -10,10 +10,15 @@
 // also waits for fsync, so it survives a power loss on storage that honours fsync; with
 // sync_mode::normal a power loss can undo the last commits, and a commit costs no disk wait.
 //
-// Thread safety: none. One owner calls every member function.
+// Thread safety: none. One owner calls every member function. A background thread with its
+// own connection copies the WAL into the database file once a second (a checkpoint), so the
+// owner's commits never pay for it.
 
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -58,8 +63,12 @@ public:
     // one transaction, so a crash never leaves a notification log entry without the
     // notification that it records.
     // Assigns each new entry its id.
+    // `outbox_updates` (retry state) and `outbox_removed` (delivered, failed or dropped ids) are
+    // applied in the same transaction, after the new entries.
     bool commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
-                std::vector<outbox_entry>& new_entries, std::string& error);
+                std::vector<outbox_entry>& new_entries, std::string& error,
+                const std::vector<outbox_entry>& outbox_updates = {},
+                const std::vector<std::uint64_t>& outbox_removed = {});
 
     std::optional<dispatch_state> load_dispatch_state(std::string& error);
     // Every undelivered outbox entry, oldest first.
@@ -68,6 +77,12 @@ public:
     bool update_outbox(const outbox_entry& entry, std::string& error);
     // Removes a delivered, failed or dropped entry.
     bool remove_outbox(std::uint64_t id, std::string& error);
+    // Saves the outcomes of sends (retry state and removals) in one transaction that does not
+    // wait for fsync, even with sync_mode::full: it survives a crash of the process, and a power
+    // loss can only make a notification go out once more, which at-least-once delivery allows.
+    // So a delivered notification never stalls the event loop on the disk.
+    bool record_outcomes(const std::vector<outbox_entry>& updates, const std::vector<std::uint64_t>& removed,
+                         std::string& error);
 
     using thread_key = std::pair<std::string, std::string>; // (integration id, group key)
     bool set_slack_thread(const thread_key& key, const slack_thread& thread, std::string& error);
@@ -100,6 +115,14 @@ private:
 
     sqlite3* db_ = nullptr;
     std::string path_;
+    sync_mode sync_ = sync_mode::full;
+
+    void start_checkpointer();
+    void stop_checkpointer();
+    std::thread checkpointer_;
+    std::mutex checkpointer_mutex_;
+    std::condition_variable checkpointer_wake_;
+    bool checkpointer_stop_ = false;
     sqlite3_stmt* upsert_ = nullptr;
     sqlite3_stmt* delete_ = nullptr;
     sqlite3_stmt* select_all_ = nullptr;

@@ -565,6 +565,10 @@ struct delivery_queue::impl {
     std::map<std::uint64_t, queued_entry> entries;
     // Entry ids of each group in id order; only the first may be sent.
     std::map<group_id, std::set<std::uint64_t>> groups;
+    // The first entry of each group while it is not in flight, per integration, by
+    // (next_attempt_at, id). take_due() and next_wakeup() read only the front of each set, so
+    // a long backlog behind a dead receiver costs nothing per call.
+    std::map<std::string, std::set<std::pair<time_ms, std::uint64_t>>> heads;
     std::map<std::string, integration_state> integrations;
     std::map<std::string, integration_counters> counters;
 
@@ -579,18 +583,44 @@ struct delivery_queue::impl {
         return it->second;
     }
 
-    // Removes a waiting entry from every index. The caller updates the counters.
+    void index_head(std::uint64_t id)
+    {
+        const queued_entry& e = entries.at(id);
+        if (!e.in_flight) {
+            heads[e.integration_id].insert({e.entry.next_attempt_at, id});
+        }
+    }
+
+    void unindex_head(std::uint64_t id)
+    {
+        const queued_entry& e = entries.at(id);
+        auto it = heads.find(e.integration_id);
+        if (it != heads.end()) {
+            it->second.erase({e.entry.next_attempt_at, id});
+        }
+    }
+
+    // Removes a waiting entry from every index; the next entry of its group becomes the head.
+    // The caller updates the counters.
     outbox_entry remove(std::map<std::uint64_t, queued_entry>::iterator it)
     {
+        unindex_head(it->first);
         auto group = groups.find(group_id{it->second.integration_id, it->second.entry.message.group_key});
+        std::optional<std::uint64_t> next_head;
         if (group != groups.end()) {
+            const bool was_head = !group->second.empty() && *group->second.begin() == it->first;
             group->second.erase(it->first);
             if (group->second.empty()) {
                 groups.erase(group);
+            } else if (was_head) {
+                next_head = *group->second.begin();
             }
         }
         outbox_entry entry = std::move(it->second.entry);
         entries.erase(it);
+        if (next_head) {
+            index_head(*next_head);
+        }
         return entry;
     }
 
@@ -614,22 +644,6 @@ struct delivery_queue::impl {
         }
         double wait = std::clamp(base * factor, 0.0, cap);
         return milliseconds{static_cast<std::int64_t>(std::llround(wait))};
-    }
-
-    // The earliest time the first entry of `group` can go, or nullopt when it waits for an
-    // attempt to finish (in flight itself, or its integration at max_concurrency).
-    std::optional<time_ms> ready_time(const std::set<std::uint64_t>& group, time_ms now) const
-    {
-        const queued_entry& head = entries.at(*group.begin());
-        if (head.in_flight) {
-            return std::nullopt;
-        }
-        auto state = integrations.find(head.integration_id);
-        assert(state != integrations.end());
-        if (state->second.in_flight >= state->second.limits.max_concurrency) {
-            return std::nullopt;
-        }
-        return std::max(head.entry.next_attempt_at, state->second.token_time(now));
     }
 };
 
@@ -661,10 +675,22 @@ void delivery_queue::add(outbox_entry entry)
         // The queued copy may be in flight or carry newer attempt data, so a second add() keeps it.
         return;
     }
-    impl_->integration_for(integration_id, entry.message.integration.kind);
-    impl_->groups[group_id{integration_id, entry.message.group_key}].insert(id);
-    ++impl_->counters[integration_id].queued;
-    impl_->entries.emplace(id, queued_entry{std::move(entry), std::move(integration_id), false});
+    auto& d = *impl_;
+    d.integration_for(integration_id, entry.message.integration.kind);
+    auto& group = d.groups[group_id{integration_id, entry.message.group_key}];
+    const std::optional<std::uint64_t> old_head =
+        group.empty() ? std::nullopt : std::optional<std::uint64_t>(*group.begin());
+    group.insert(id);
+    ++d.counters[integration_id].queued;
+    d.entries.emplace(id, queued_entry{std::move(entry), std::move(integration_id), false});
+    if (*group.begin() == id) {
+        // Entries load from the store in id order, so a new head is the group's only entry,
+        // unless an older entry arrives late.
+        if (old_head) {
+            d.unindex_head(*old_head);
+        }
+        d.index_head(id);
+    }
 }
 
 std::vector<outbox_entry> delivery_queue::take_due()
@@ -672,31 +698,26 @@ std::vector<outbox_entry> delivery_queue::take_due()
     auto& d = *impl_;
     const time_ms now = d.time.now_ms();
 
-    // The first entry of each group, oldest first, so that scarce tokens go to the longest wait.
-    std::vector<std::uint64_t> heads;
-    for (const auto& [key, ids] : d.groups) {
-        const queued_entry& head = d.entries.at(*ids.begin());
-        if (!head.in_flight && head.entry.next_attempt_at <= now) {
-            heads.push_back(*ids.begin());
-        }
-    }
-    std::sort(heads.begin(), heads.end());
-
+    // Within an integration, heads go by due time and then age, so scarce tokens and slots go
+    // to the longest wait.
     std::vector<outbox_entry> due;
-    for (std::uint64_t id : heads) {
-        queued_entry& head = d.entries.at(id);
-        integration_state& state = d.integrations.at(head.integration_id);
-        if (state.in_flight >= state.limits.max_concurrency || !state.has_token(now)) {
-            continue;
+    for (auto& [integration_id, ready] : d.heads) {
+        integration_state& state = d.integrations.at(integration_id);
+        auto& counters = d.counters[integration_id];
+        while (!ready.empty() && ready.begin()->first <= now && state.in_flight < state.limits.max_concurrency &&
+               state.has_token(now)) {
+            const std::uint64_t id = ready.begin()->second;
+            ready.erase(ready.begin());
+            queued_entry& head = d.entries.at(id);
+            state.take_token(now);
+            ++state.in_flight;
+            head.in_flight = true;
+            --counters.queued;
+            ++counters.in_flight;
+            due.push_back(head.entry);
         }
-        state.take_token(now);
-        ++state.in_flight;
-        head.in_flight = true;
-        auto& counters = d.counters[head.integration_id];
-        --counters.queued;
-        ++counters.in_flight;
-        due.push_back(head.entry);
     }
+    std::sort(due.begin(), due.end(), [](const outbox_entry& a, const outbox_entry& b) { return a.id < b.id; });
     return due;
 }
 
@@ -753,6 +774,7 @@ delivery_queue::completion delivery_queue::complete(std::uint64_t id, const atte
     entry.next_attempt_at = now + wait.count();
     ++counters.retried;
     ++counters.queued;
+    d.index_head(id);
     return completion{attempt_outcome::retry, entry};
 }
 
@@ -782,10 +804,17 @@ std::optional<time_ms> delivery_queue::next_wakeup() const
     const auto& d = *impl_;
     const time_ms now = d.time.now_ms();
     std::optional<time_ms> earliest;
-    for (const auto& [key, ids] : d.groups) {
-        auto ready = d.ready_time(ids, now);
-        if (ready && (!earliest || *ready < *earliest)) {
-            earliest = ready;
+    for (const auto& [integration_id, ready] : d.heads) {
+        if (ready.empty()) {
+            continue;
+        }
+        const integration_state& state = d.integrations.at(integration_id);
+        if (state.in_flight >= state.limits.max_concurrency) {
+            continue; // a completion wakes the caller
+        }
+        const time_ms at = std::max(ready.begin()->first, state.token_time(now));
+        if (!earliest || at < *earliest) {
+            earliest = at;
         }
     }
     if (earliest) {
