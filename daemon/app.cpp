@@ -396,6 +396,13 @@ private:
         loaded->main.state_sync = config_.main.state_sync;
         loaded->main.ingest.max_body_bytes = config_.main.ingest.max_body_bytes;
 
+        if (loaded->rules->rules.empty() && !loaded->routing->present &&
+            (!config_.rules->rules.empty() || config_.routing->present)) {
+            // Valid, but more likely a truncated or wrong file than an intent to stop alerting.
+            log_->warn("the reloaded configuration {} has no rules and no route: every alert resolves and nothing "
+                       "is notified; check the file if that is not intended",
+                       options_.config_path);
+        }
         engine_.set_limits(loaded->main.engine);
         engine_.replace_rules(loaded->rules);
         log_warnings(loaded->warnings);

@@ -227,9 +227,25 @@ void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out)
     }
 }
 
+// Prints the message with its continuation lines indented and control characters escaped, so
+// label values cannot forge a log line or send terminal escapes.
 void delivery_service::print_console(const outbound_message& m)
 {
-    notify_log()->info("console receiver {}: {}", m.integration.receiver, m.body);
+    std::string text;
+    text.reserve(m.body.size());
+    for (unsigned char c : m.body) {
+        if (c == '\n') {
+            text += "\n    ";
+        } else if (c < 0x20 || c == 0x7f) {
+            text += fmt::format("\\x{:02x}", c);
+        } else {
+            text.push_back(static_cast<char>(c));
+        }
+    }
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\n')) {
+        text.pop_back();
+    }
+    notify_log()->info("console receiver {}:\n    {}", m.integration.receiver, text);
 }
 
 bool delivery_service::flush(std::vector<alert_event>& events, std::string& error)

@@ -638,8 +638,8 @@ asio::awaitable<attempt_result> deliver(impl_ptr self, state_ptr state, outbox_e
         co_return make_result(attempt_outcome::failed, "bad_url",
                               "console integrations print to the log and are not sent over HTTP");
     case integration_kind::webhook:
-        co_return co_await post_and_classify(self, state, target.url, std::move(entry.message.body), json_type, "",
-                                             timeout, kind, false);
+        co_return co_await post_and_classify(self, state, target.url, std::move(entry.message.body), json_type,
+                                             target.bearer_token, timeout, kind, false);
     case integration_kind::pagerduty: {
         auto body = splice_routing_key(entry.message.body, target.routing_key);
         if (!body) {
@@ -751,6 +751,7 @@ std::optional<send_target> resolve_target(const outbox_entry& entry, const routi
         }
         const auto& c = receiver->webhooks[ref.index];
         target.url = c.url.value;
+        target.bearer_token = c.bearer_token.value;
         target.timeout = timeout_of(c.limits);
         return target;
     }

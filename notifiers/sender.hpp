@@ -34,7 +34,7 @@ struct slack_thread {
 struct send_target {
     std::string url;            // a secret for webhooks
     std::string routing_key;    // PagerDuty
-    std::string bearer_token;   // Slack bot token
+    std::string bearer_token;   // Slack bot token, or a webhook's Authorization: Bearer credential
     milliseconds timeout{10'000};
     bool slack_web_api = false; // chat.postMessage rather than an incoming webhook
     std::string slack_update_url; // chat.update, next to app_url

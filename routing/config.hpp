@@ -51,6 +51,7 @@ struct delivery_limits {
 struct webhook_config {
     bool send_resolved = true;
     secret url;
+    secret bearer_token; // http_config.authorization (type Bearer) or bearer_token(_file)
     std::uint64_t max_alerts = 0; // 0 = all alerts; otherwise the first N, truncatedAlerts set
     delivery_limits limits;
 };

@@ -261,7 +261,9 @@ void receiver_loader::load_webhook(const YAML::Node& node, const std::string& fi
         }
     }
     if (const YAML::Node n = checker::child(node, "http_config"); n.IsDefined()) {
-        load_http_config(n, ctx_, field + ".http_config", nullptr);
+        std::vector<secret_source> token_sources;
+        load_http_config(n, ctx_, field + ".http_config", &token_sources);
+        read_secret(token_sources, ctx_, field + ".http_config.authorization", out.bearer_token);
     }
     load_limits(node, field, out.limits);
 }
@@ -412,6 +414,11 @@ void receiver_loader::load_slack(const YAML::Node& node, const std::string& fiel
         load_http_config(n, ctx_, field + ".http_config", &token_sources);
     }
     read_secret(token_sources, ctx_, field + ".bot_token", out.bot_token);
+    if (!out.bot_token.empty() && !out.api_url.empty()) {
+        ctx_.warn(node, fmt::format("{} has both a bot token and api_url; with a token tocsin posts to app_url "
+                                    "(default https://slack.com/api/chat.postMessage) and ignores api_url",
+                                    field));
+    }
 
     read_string(node, "app_url", field, out.app_url);
     if (!out.app_url.empty() && !out.app_url.starts_with("https://") && !out.app_url.starts_with("http://")) {
@@ -655,7 +662,7 @@ void load_http_config(const YAML::Node& node, load_context& ctx, const std::stri
                 std::transform(lower.begin(), lower.end(), lower.begin(),
                                [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
                 if (text && lower != "bearer") {
-                    ctx.check.error(type, fmt::format("{}.type {} is not supported; Slack takes a Bearer token",
+                    ctx.check.error(type, fmt::format("{}.type {} is not supported; tocsin sends Bearer tokens only",
                                                       auth_field, promql::quote(*text)));
                 }
             }
@@ -667,8 +674,17 @@ void load_http_config(const YAML::Node& node, load_context& ctx, const std::stri
                                    name == "bearer_token_file" ? "bearer_token_file" : "", "", *bearer);
             continue;
         }
-        ctx.warn(key, fmt::format("{}.{} has no effect in tocsin; tocsin connects directly with the system's CA "
-                                  "certificates",
+        if (name == "basic_auth" || name == "oauth2" || name == "authorization" || name == "bearer_token" ||
+            name == "bearer_token_file" || name == "http_headers") {
+            // Sending the request without the credentials the receiver expects would fail every
+            // notification, so this is an error, not a warning.
+            ctx.check.error(key, fmt::format("{}.{} is not supported here; tocsin sends Bearer tokens "
+                                             "(http_config.authorization) on webhook_configs and slack_configs only",
+                                             field, name));
+            continue;
+        }
+        ctx.warn(key, fmt::format("{}.{} has no effect in tocsin: it connects directly, verifies TLS against the "
+                                  "system's CA certificates and does not follow redirects",
                                   field, name));
     }
 }

@@ -180,6 +180,28 @@ TEST_CASE("sender splices the PagerDuty routing key")
     CHECK(user_agent == "tocsin/1.2.3");
 }
 
+TEST_CASE("sender sends a webhook bearer token")
+{
+    std::mutex mutex;
+    std::string authorization;
+    local_server server;
+    server.http().Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard lock(mutex);
+        authorization = req.get_header_value("Authorization");
+        res.status = 200;
+    });
+    server.start();
+
+    boost::asio::io_context io;
+    http_sender sender(io, "tocsin/test");
+    auto target = make_target(server.url("/hook"));
+    target.bearer_token = "hook-token";
+    auto result = send_one(io, sender, make_entry(integration_kind::webhook, "{}"), target);
+    CHECK(result.outcome == attempt_outcome::delivered);
+    std::lock_guard lock(mutex);
+    CHECK(authorization == "Bearer hook-token");
+}
+
 TEST_CASE("sender classifies error statuses")
 {
     local_server server;

@@ -665,6 +665,29 @@ receivers:
                    "am.yml:13:11: receivers[0].webhook_configs[0].http_config.tls_config has no effect in tocsin"));
 }
 
+TEST_CASE("routing reads webhook bearer credentials and rejects other auth")
+{
+    const auto good = load_text(R"(receivers:
+  - name: a
+    webhook_configs:
+      - url: http://127.0.0.1:1/
+        http_config:
+          authorization: {type: Bearer, credentials: hook-token}
+)");
+    INFO(good.errors.to_string());
+    REQUIRE(good.errors.empty());
+    CHECK(good.config.receivers[0].webhooks[0].bearer_token.value == "hook-token");
+
+    const auto bad = load_text(R"(receivers:
+  - name: a
+    webhook_configs:
+      - url: http://127.0.0.1:1/
+        http_config:
+          basic_auth: {username: u, password: p}
+)");
+    CHECK(contains(bad.errors, "am.yml:6:11: receivers[0].webhook_configs[0].http_config.basic_auth is not supported"));
+}
+
 TEST_CASE("routing warns about a routing key of the wrong length")
 {
     const auto result = load_text("receivers:\n  - name: a\n    pagerduty_configs: [{routing_key: short}]\n");
