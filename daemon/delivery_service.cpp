@@ -10,8 +10,8 @@ namespace tocsin {
 
 namespace {
 
-// An engine alert as routing sees it. A resolve is dated when tocsind learned of it, capped by
-// its sample time, so a sample stamped slightly in the future does not delay the resolve.
+// Converts an engine alert to the form routing uses. A resolve is dated when tocsind learned of
+// it, capped by its sample time, so a sample stamped slightly in the future does not delay it.
 alert to_routing_alert(const alert_snapshot& s, time_ms now, bool resolved)
 {
     alert a;
@@ -190,8 +190,8 @@ void delivery_service::upsert_from_event(const alert_event& e)
         }
         break;
     case alert_event::kind::resolved:
-        // Only alerts that fired reached the dispatcher; a pending alert that resolves is news
-        // to nobody.
+        // Only alerts that fired reached the dispatcher, so a pending alert that resolves has
+        // nothing to announce.
         if (e.alert.fired_at != 0) {
             dispatcher_->upsert(to_routing_alert(e.alert, now, true));
         }
@@ -375,7 +375,7 @@ void delivery_service::on_result(std::uint64_t id, const attempt_result& raw_res
         }
         unsaved_removals_.push_back(id);
         if (result.outcome == attempt_outcome::retry) {
-            // The receiver's answer asked for a retry, but the entry passed delivery.max_age.
+            // The receiver's response asked for a retry, but the entry passed delivery.max_age.
             notify_log()->error("gave up on the notification for {} (group {}) after {} attempts over "
                                 "delivery.max_age ({} ms); last error: {}",
                                 integration, sent.message.group_key, completion.entry.attempts,

@@ -361,8 +361,8 @@ void state_store::start_checkpointer()
     checkpointer_ = std::thread([this] {
         sqlite3* db = nullptr;
         if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-            // Without this connection the WAL grows until the owner's connection closes, which
-            // checkpoints it; nothing is lost.
+            // Without this connection the WAL grows until the owner's connection closes and
+            // checkpoints it. No data is lost, only disk space is used meanwhile.
             sqlite3_close_v2(db);
             return;
         }

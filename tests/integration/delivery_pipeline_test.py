@@ -141,24 +141,18 @@ class delivery_pipeline_test(unittest.TestCase):
         harness.wait_until("tocsin-fake-receivers to listen", listening, 30)
 
     def start_node_exporter(self):
-        process = harness.server_process(
-            "node_exporter",
-            [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{self.node_port}",
-             "--collector.disable-defaults", "--collector.loadavg"],
-            os.path.join(self.dir.path, "node_exporter.log"))
+        process = harness.start_node_exporter(NODE_EXPORTER, self.node_port,
+                                               os.path.join(self.dir.path, "node_exporter.log"))
         self.processes.append(process)
-        harness.wait_http_ok(f"http://127.0.0.1:{self.node_port}/metrics", process)
         return process
 
     def start_prometheus(self):
-        process = harness.server_process(
-            "prometheus",
-            [PROMETHEUS, f"--config.file={self.prometheus_config}",
-             f"--storage.tsdb.path={os.path.join(self.dir.path, 'prometheus-data')}",
-             f"--web.listen-address=127.0.0.1:{self.prometheus_port}"],
-            os.path.join(self.dir.path, "prometheus.log"))
+        process = harness.start_prometheus(PROMETHEUS, self.prometheus_config,
+                                           os.path.join(self.dir.path, "prometheus-data"),
+                                           self.prometheus_port,
+                                           os.path.join(self.dir.path, "prometheus.log"))
         self.processes.append(process)
-        harness.wait_http_ok(f"http://127.0.0.1:{self.prometheus_port}/-/ready", process, timeout=60)
+        return process
 
     def events(self):
         if not os.path.exists(self.events_path):

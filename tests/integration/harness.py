@@ -332,3 +332,25 @@ class tocsind:
 
     def alerts(self):
         return get_alerts(self.base_url)
+
+
+def start_node_exporter(binary, port, log_path):
+    """Start node_exporter with only the loadavg collector on 127.0.0.1 and wait until it serves."""
+    process = server_process(
+        "node_exporter",
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+         "--collector.loadavg"],
+        log_path)
+    wait_http_ok(f"http://127.0.0.1:{port}/metrics", process)
+    return process
+
+
+def start_prometheus(binary, config_path, data_dir, port, log_path):
+    """Start Prometheus on 127.0.0.1 and wait until it is ready."""
+    process = server_process(
+        "prometheus",
+        [binary, f"--config.file={config_path}", f"--storage.tsdb.path={data_dir}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        log_path)
+    wait_http_ok(f"http://127.0.0.1:{port}/-/ready", process, timeout=60)
+    return process

@@ -107,24 +107,17 @@ class prometheus_pipeline_test(unittest.TestCase):
             self.fail("tocsind's log contains the write token")
 
     def start_node_exporter(self):
-        process = harness.server_process(
-            "node_exporter",
-            [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{self.node_port}",
-             "--collector.disable-defaults", "--collector.loadavg"],
-            os.path.join(self.dir.path, "node_exporter.log"))
+        process = harness.start_node_exporter(NODE_EXPORTER, self.node_port,
+                                               os.path.join(self.dir.path, "node_exporter.log"))
         self.processes.append(process)
-        harness.wait_http_ok(f"http://127.0.0.1:{self.node_port}/metrics", process)
         return process
 
     def start_prometheus(self):
-        process = harness.server_process(
-            "prometheus",
-            [PROMETHEUS, f"--config.file={self.prometheus_config}",
-             f"--storage.tsdb.path={os.path.join(self.dir.path, 'prometheus-data')}",
-             f"--web.listen-address=127.0.0.1:{self.prometheus_port}"],
-            os.path.join(self.dir.path, "prometheus.log"))
+        process = harness.start_prometheus(PROMETHEUS, self.prometheus_config,
+                                           os.path.join(self.dir.path, "prometheus-data"),
+                                           self.prometheus_port,
+                                           os.path.join(self.dir.path, "prometheus.log"))
         self.processes.append(process)
-        harness.wait_http_ok(f"http://127.0.0.1:{self.prometheus_port}/-/ready", process, timeout=60)
         return process
 
     def wait_for_alert(self, description, timeout, state=None, **labels):
