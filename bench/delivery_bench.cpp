@@ -4,10 +4,10 @@
 //   delivery_bench [--tocsind PATH] [--alerts 2000] [--preload 100000] [--batch 1000]
 //                  [--sync both|full|normal] [--state-parent DIR]
 //
-// The benchmark runs a webhook receiver on 127.0.0.1, writes a config whose one rule fires on
-// the first sample of `bench_delivery` (`for: 0s`) and whose route groups by alertname and
-// instance with `group_wait: 0s`, so every new instance is one new group and one webhook
-// request. For each state_sync mode it starts tocsind with a fresh state folder and then:
+// The benchmark runs a webhook receiver on 127.0.0.1 and writes a config with one rule that fires
+// on the first sample of `bench_delivery` (`for: 0s`). Its route groups by alertname and instance
+// with `group_wait: 0s`, so every new instance makes one new group and one webhook request. For
+// each state_sync mode the benchmark starts tocsind with a fresh state folder and then:
 //
 //   1. empty:   pushes `--alerts` samples one at a time, each for a new instance, through
 //               POST /api/v1/push, and times each from just before the push to the arrival of
@@ -61,9 +61,12 @@ struct options {
     std::string state_parent;
 };
 
-// Receivers get this many requests in flight from tocsind; the receiver's thread pool is larger,
-// because cpp-httplib holds one thread per keep-alive connection.
+// tocsind may have this many requests in flight to the receiver. The receiver's thread pool is
+// larger, because cpp-httplib ties up one worker thread per keep-alive connection.
 constexpr int webhook_max_concurrency = 32;
+
+// Rounds of the fsync probe next to each latency measurement.
+constexpr int fsync_rounds_per_phase = 200;
 
 // How long one alert may take from push to webhook before the benchmark gives up on it.
 constexpr auto alert_timeout = std::chrono::seconds(30);
@@ -272,7 +275,7 @@ void write_file(const fs::path& path, const std::string& text)
     std::ofstream out(path);
     out << text;
     if (!out) {
-        std::fprintf(stderr, "cannot write %s\n", path.c_str());
+        std::fprintf(stderr, "failed to write %s; check that --state-parent is writable\n", path.c_str());
         std::exit(1);
     }
 }
@@ -355,6 +358,8 @@ public:
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
         std::fprintf(stderr, "tocsind did not become ready within 20 s; see %s\n", log.c_str());
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
         std::exit(1);
     }
 
@@ -438,7 +443,7 @@ latency_result measure_latency(httplib::Client& client, webhook_receiver& receiv
 }
 
 struct preload_result {
-    double push_seconds = 0;     // first push sent to last push answered
+    double push_seconds = 0;     // first push sent to last push response
     double delivery_seconds = 0; // first push sent to last notification received
     std::size_t received = 0;
     double rate_overall = 0;     // notifications per second over delivery_seconds
@@ -449,15 +454,18 @@ preload_result preload(httplib::Client& client, webhook_receiver& receiver, std:
 {
     preload_result out;
     const auto start = steady::now();
+    std::size_t pushed = 0;
     for (std::size_t first = 0; first < total; first += batch) {
-        if (!push(client, push_body("load-", first, std::min(batch, total - first)))) {
-            std::exit(1);
+        const std::size_t count = std::min(batch, total - first);
+        if (!push(client, push_body("load-", first, count))) {
+            break; // push() printed the error, and the caller counts the missing arrivals
         }
+        pushed += count;
     }
     out.push_seconds = std::chrono::duration<double>(steady::now() - start).count();
     // Allow at least 60 s, and 10 ms per alert for a slow disk.
-    const auto timeout = std::chrono::milliseconds(60'000 + 10 * total);
-    auto times = receiver.wait_for_prefix("load-", total, timeout);
+    const auto timeout = std::chrono::milliseconds(60'000 + 10 * pushed);
+    auto times = receiver.wait_for_prefix("load-", pushed, timeout);
     out.received = times.size();
     if (times.empty()) {
         return out;
@@ -475,8 +483,8 @@ preload_result preload(httplib::Client& client, webhook_receiver& receiver, std:
 
 // ---- fsync probe ----
 
-// Times write of 4 KiB + fsync on a file in `dir`, the cost SQLite pays per commit in
-// state_sync: full (it syncs the WAL once per commit).
+// Times write of 4 KiB + fsync on a file in `dir`. SQLite syncs the WAL (fdatasync) once per
+// commit in state_sync: full, and at each WAL checkpoint in both modes.
 summary measure_fsync(const fs::path& dir, int rounds)
 {
     const fs::path path = dir / "fsync-probe";
@@ -517,8 +525,11 @@ int run_mode(const options& opt, const std::string& sync_mode, const fs::path& d
     std::printf("\n== state_sync: %s (tocsind pid %d, state in %s)\n", sync_mode.c_str(), daemon.pid(),
                 (dir / "state").c_str());
 
-    auto empty = measure_latency(client, receiver, "empty-", opt.alerts);
+    // The disk's fsync latency can move from minute to minute on a shared host, so it is sampled
+    // again next to each measurement.
     std::printf("empty: %zu new alerts, one at a time, no other alerts active\n", opt.alerts);
+    print_summary("write + fsync just before", measure_fsync(dir, fsync_rounds_per_phase));
+    auto empty = measure_latency(client, receiver, "empty-", opt.alerts);
     print_summary("push -> webhook request arrives", summarize(empty.to_webhook_ms));
     print_summary("push -> push response", summarize(empty.to_response_ms));
 
@@ -534,9 +545,10 @@ int run_mode(const options& opt, const std::string& sync_mode, const fs::path& d
             ++failures;
         }
 
-        auto busy = measure_latency(client, receiver, "loaded-", opt.alerts);
         std::printf("loaded: %zu new alerts, one at a time, %zu alerts active\n", opt.alerts,
                     opt.alerts + opt.preload);
+        print_summary("write + fsync just before", measure_fsync(dir, fsync_rounds_per_phase));
+        auto busy = measure_latency(client, receiver, "loaded-", opt.alerts);
         print_summary("push -> webhook request arrives", summarize(busy.to_webhook_ms));
         print_summary("push -> push response", summarize(busy.to_response_ms));
         failures += static_cast<int>(busy.timeouts);
@@ -643,6 +655,8 @@ int main(int argc, char** argv)
         const char* tmp = std::getenv("TMPDIR");
         opt.state_parent = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
     }
+    // Line-buffered, so that progress shows when the output goes to a file.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
     // A receiver that closes a connection early must not kill the benchmark.
     ::signal(SIGPIPE, SIG_IGN);
 

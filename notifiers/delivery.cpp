@@ -678,16 +678,16 @@ void delivery_queue::add(outbox_entry entry)
     auto& d = *impl_;
     d.integration_for(integration_id, entry.message.integration.kind);
     auto& group = d.groups[group_id{integration_id, entry.message.group_key}];
-    const std::optional<std::uint64_t> old_head =
-        group.empty() ? std::nullopt : std::optional<std::uint64_t>(*group.begin());
+    const bool had_head = !group.empty();
+    const std::uint64_t old_head = had_head ? *group.begin() : 0;
     group.insert(id);
     ++d.counters[integration_id].queued;
     d.entries.emplace(id, queued_entry{std::move(entry), std::move(integration_id), false});
     if (*group.begin() == id) {
         // Entries load from the store in id order, so a new head is the group's only entry,
         // unless an older entry arrives late.
-        if (old_head) {
-            d.unindex_head(*old_head);
+        if (had_head) {
+            d.unindex_head(old_head);
         }
         d.index_head(id);
     }
