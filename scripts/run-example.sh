@@ -356,9 +356,15 @@ base_url, log_path = sys.argv[1], sys.argv[2]
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline:
     with open(log_path, encoding="utf-8", errors="replace") as f:
-        lines = [l.rstrip() for l in f if "console receiver" in l]
-    if lines:
-        print(lines[0][:2000])
+        lines = [l.rstrip() for l in f]
+    starts = [i for i, l in enumerate(lines) if "console receiver" in l]
+    if starts:
+        # The notification's own lines follow, indented by four spaces.
+        first = starts[0]
+        end = first + 1
+        while end < len(lines) and lines[end].startswith("    "):
+            end += 1
+        print("\n".join(lines[first:end])[:4000])
         sys.exit(0)
     try:
         with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
