@@ -111,7 +111,7 @@ public:
             return 1;
         }
         if (!config_.routing->present) {
-            log_->warn("the configuration has no route; alerts are visible in the API but notify nobody");
+            log_->warn("the configuration has no route; alerts are visible in the API but no notifications are sent");
         }
         flush_events();
 

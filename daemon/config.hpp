@@ -45,8 +45,8 @@ struct main_config {
     std::string listen_address = "127.0.0.1";
     std::uint16_t listen_port = 9793;
     std::string state_dir = "/var/lib/tocsin";
-    // full: every commit waits for fsync and survives a power loss; normal: survives a crash
-    // of the process, with no disk wait before a notification goes out.
+    // "full": every commit waits for fsync and survives a power loss. "normal": commits survive
+    // a crash of the process, and no disk wait comes before a notification goes out.
     std::string state_sync = "full";
     std::vector<std::string> rule_files; // globs, relative to the config file's folder
     ingest_limits ingest;

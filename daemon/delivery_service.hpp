@@ -5,9 +5,9 @@
 //   (durable) -> delivery_queue (order, retries, limits) -> http_sender -> receivers
 //
 // Every flush commits the engine's alert events, the dispatcher's changes and the new outbox
-// entries in one store transaction before anything is sent; an entry leaves the outbox when its
-// receiver accepted it (or rejected it for good). After a crash the outbox is sent again, so
-// delivery is at least once; PagerDuty's dedup_key makes a repeat harmless.
+// entries in one store transaction before anything is sent. An entry leaves the outbox when its
+// receiver accepted it or rejected it for good. After a crash the outbox is sent again, so
+// delivery is at least once, and PagerDuty's dedup_key makes a repeat harmless.
 //
 // Thread safety: all calls on the daemon's event loop thread.
 
@@ -31,7 +31,7 @@ namespace tocsin {
 
 class delivery_service {
 public:
-    // `wake` is called when the next wake-up time may have moved (after a send completes); the
+    // `wake` is called after a send completes, because the next wake-up time may have moved. The
     // daemon then calls pump() and re-arms its timer for next_wakeup().
     delivery_service(state_store& store, const clock& clock, http_sender& sender,
                      std::shared_ptr<const routing_config> routing, std::shared_ptr<const compiled_templates> templates,
@@ -39,10 +39,10 @@ public:
     ~delivery_service();
 
     // Loads the dispatcher state, the outbox and the Slack threads from the store, then brings the
-    // dispatcher in line with the engine's alerts: a firing alert it does not know joins its
-    // groups, unless its rule is in `held_rules` (over its alert limit, so the limit's meta
-    // alert stands for it), and an alert it holds as firing that the engine no longer has is
-    // resolved now.
+    // dispatcher in line with the engine's alerts. A firing alert it does not know joins its
+    // groups, unless its rule is in `held_rules`: such a rule is over its alert limit, and the
+    // limit's meta alert represents it. An alert the dispatcher has as firing that the engine no
+    // longer has is resolved now.
     bool start(const std::vector<alert_snapshot>& engine_alerts, const std::set<std::string>& held_rules,
                std::string& error);
 
@@ -100,7 +100,7 @@ private:
     struct flight {
         outbox_entry entry;
         // The credentials the attempt used, removed from the receiver's error text before it is
-        // logged, because some receivers echo the request in their error answer.
+        // logged, because some receivers echo the request in their error response.
         std::vector<std::string> secrets;
     };
     std::map<std::uint64_t, flight> in_flight_; // by id, to know what a result belongs to

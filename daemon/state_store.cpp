@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <chrono>
 #include <system_error>
@@ -944,99 +945,85 @@ bool state_store::commit(const std::vector<alert_event>& events, const std::vect
     return true;
 }
 
-std::optional<dispatch_state> state_store::load_dispatch_state(std::string& error)
+bool state_store::read_rows(const char* sql, const char* what,
+                            const std::function<std::optional<std::string>(sqlite3_stmt*)>& row, std::string& error)
 {
-    dispatch_state state;
-    sqlite3_stmt* s = statement("SELECT id, data FROM dispatch_alerts ORDER BY id", error);
+    sqlite3_stmt* s = statement(sql, error);
     if (s == nullptr) {
-        return std::nullopt;
+        return false;
     }
     int rc = SQLITE_ROW;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        alert a;
-        a.id = to_unsigned(sqlite3_column_int64(s, 0));
-        if (!alert_from_json(text_column(s, 1), a)) {
+        if (auto problem = row(s)) {
             sqlite3_reset(s);
-            error = fmt::format("state database {}: dispatcher alert {:016x} has invalid data; {}", path_, a.id,
-                                fix_for(SQLITE_CORRUPT, path_));
-            return std::nullopt;
+            error = fmt::format("state database {}: {}; {}", path_, *problem, fix_for(SQLITE_CORRUPT, path_));
+            return false;
         }
-        state.alerts.push_back(std::move(a));
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
-        error = describe_failure("read dispatcher alerts");
-        return std::nullopt;
+        error = describe_failure(fmt::format("read {}", what).c_str());
+        return false;
     }
+    return true;
+}
 
-    s = statement("SELECT group_key, route_key, group_labels, next_flush_at, has_flushed FROM dispatch_groups", error);
-    if (s == nullptr) {
+std::optional<dispatch_state> state_store::load_dispatch_state(std::string& error)
+{
+    dispatch_state state;
+    auto read_alert = [&](sqlite3_stmt* s) -> std::optional<std::string> {
+        alert a;
+        a.id = to_unsigned(sqlite3_column_int64(s, 0));
+        if (!alert_from_json(text_column(s, 1), a)) {
+            return fmt::format("dispatcher alert {:016x} has invalid data", a.id);
+        }
+        state.alerts.push_back(std::move(a));
         return std::nullopt;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    };
+    auto read_group = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         group_record g;
         g.group_key = text_column(s, 0);
         g.route_key = text_column(s, 1);
         if (!labels_from_json(text_column(s, 2), g.group_labels)) {
-            sqlite3_reset(s);
-            error = fmt::format("state database {}: group {} has invalid labels; {}", path_, g.group_key,
-                                fix_for(SQLITE_CORRUPT, path_));
-            return std::nullopt;
+            return fmt::format("group {} has invalid labels", g.group_key);
         }
         g.next_flush_at = sqlite3_column_int64(s, 3);
         g.has_flushed = sqlite3_column_int(s, 4) != 0;
         state.groups.push_back(std::move(g));
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        error = describe_failure("read group timers");
         return std::nullopt;
-    }
-
-    s = statement("SELECT group_key, integration_id, firing, resolved, sent_at, expires_at FROM nflog", error);
-    if (s == nullptr) {
-        return std::nullopt;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    };
+    auto read_nflog = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         nflog_record n;
         n.group_key = text_column(s, 0);
         n.integration_id = text_column(s, 1);
         if (!fingerprints_from_json(text_column(s, 2), n.firing) ||
             !fingerprints_from_json(text_column(s, 3), n.resolved)) {
-            sqlite3_reset(s);
-            error = fmt::format("state database {}: notification log entry of group {} has invalid alert lists; {}",
-                                path_, n.group_key, fix_for(SQLITE_CORRUPT, path_));
-            return std::nullopt;
+            return fmt::format("notification log entry of group {} has invalid alert lists", n.group_key);
         }
         n.sent_at = sqlite3_column_int64(s, 4);
         n.expires_at = sqlite3_column_int64(s, 5);
         state.nflog.push_back(std::move(n));
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        error = describe_failure("read the notification log");
         return std::nullopt;
-    }
-
-    s = statement("SELECT group_key, id, data FROM dispatch_copies ORDER BY group_key, id", error);
-    if (s == nullptr) {
-        return std::nullopt;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    };
+    auto read_copy = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         std::string group_key = text_column(s, 0);
         alert a;
         a.id = to_unsigned(sqlite3_column_int64(s, 1));
         if (!alert_from_json(text_column(s, 2), a)) {
-            sqlite3_reset(s);
-            error = fmt::format("state database {}: the copy of alert {:016x} in group {} has invalid data; {}", path_,
-                                a.id, group_key, fix_for(SQLITE_CORRUPT, path_));
-            return std::nullopt;
+            return fmt::format("the copy of alert {:016x} in group {} has invalid data", a.id, group_key);
         }
         state.copies.emplace_back(std::move(group_key), std::move(a));
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        error = describe_failure("read the copies of moved alerts");
+        return std::nullopt;
+    };
+    const bool ok =
+        read_rows("SELECT id, data FROM dispatch_alerts ORDER BY id", "dispatcher alerts", read_alert, error) &&
+        read_rows("SELECT group_key, route_key, group_labels, next_flush_at, has_flushed FROM dispatch_groups",
+                  "group timers", read_group, error) &&
+        read_rows("SELECT group_key, integration_id, firing, resolved, sent_at, expires_at FROM nflog",
+                  "the notification log", read_nflog, error) &&
+        read_rows("SELECT group_key, id, data FROM dispatch_copies ORDER BY group_key, id",
+                  "the copies of moved alerts", read_copy, error);
+    if (!ok) {
         return std::nullopt;
     }
     return state;
@@ -1044,24 +1031,14 @@ std::optional<dispatch_state> state_store::load_dispatch_state(std::string& erro
 
 std::optional<std::vector<outbox_entry>> state_store::load_outbox(std::string& error)
 {
-    sqlite3_stmt* s = statement("SELECT id, receiver, kind, idx, group_key, body, resolved, dedup_key, alert_count, "
-                                "created_at, attempts, next_attempt_at, last_error FROM outbox ORDER BY id",
-                                error);
-    if (s == nullptr) {
-        return std::nullopt;
-    }
     std::vector<outbox_entry> entries;
-    int rc = SQLITE_ROW;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    auto read_entry = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         outbox_entry e;
         e.id = static_cast<std::uint64_t>(sqlite3_column_int64(s, 0));
         e.message.integration.receiver = text_column(s, 1);
         auto kind = parse_integration_kind(text_column(s, 2));
         if (!kind) {
-            sqlite3_reset(s);
-            error = fmt::format("state database {}: outbox entry {} has an unknown kind; {}", path_, e.id,
-                                fix_for(SQLITE_CORRUPT, path_));
-            return std::nullopt;
+            return fmt::format("outbox entry {} has an unknown kind", e.id);
         }
         e.message.integration.kind = *kind;
         e.message.integration.index = static_cast<std::uint32_t>(sqlite3_column_int64(s, 3));
@@ -1075,10 +1052,11 @@ std::optional<std::vector<outbox_entry>> state_store::load_outbox(std::string& e
         e.next_attempt_at = sqlite3_column_int64(s, 11);
         e.last_error = text_column(s, 12);
         entries.push_back(std::move(e));
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        error = describe_failure("read the outbox");
+        return std::nullopt;
+    };
+    if (!read_rows("SELECT id, receiver, kind, idx, group_key, body, resolved, dedup_key, alert_count, "
+                   "created_at, attempts, next_attempt_at, last_error FROM outbox ORDER BY id",
+                   "the outbox", read_entry, error)) {
         return std::nullopt;
     }
     return entries;
@@ -1180,18 +1158,13 @@ bool state_store::remove_slack_thread(const thread_key& key, std::string& error)
 
 std::optional<std::map<state_store::thread_key, slack_thread>> state_store::load_slack_threads(std::string& error)
 {
-    sqlite3_stmt* s = statement("SELECT integration_id, group_key, channel, ts FROM slack_threads", error);
-    if (s == nullptr) {
-        return std::nullopt;
-    }
     std::map<thread_key, slack_thread> threads;
-    int rc = SQLITE_ROW;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    auto read_thread = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         threads[{text_column(s, 0), text_column(s, 1)}] = slack_thread{text_column(s, 2), text_column(s, 3)};
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        error = describe_failure("read Slack threads");
+        return std::nullopt;
+    };
+    if (!read_rows("SELECT integration_id, group_key, channel, ts FROM slack_threads", "Slack threads", read_thread,
+                   error)) {
         return std::nullopt;
     }
     return threads;

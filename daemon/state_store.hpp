@@ -1,20 +1,21 @@
 #pragma once
-// Durable daemon state in SQLite: the pending and firing alerts with their timers; the
-// delivery state (the dispatcher's alerts, group timers, copies and notification log, the
-// outbox of notifications not yet accepted by their receiver, and the Slack message of each
-// group); and a small key/value table for facts such as the hash of the last loaded
-// configuration.
+// Durable daemon state in SQLite. It has three parts:
+// - the pending and firing alerts with their timers;
+// - the delivery state: the dispatcher's alerts, group timers, copies and notification log, the
+//   outbox of notifications not yet accepted by their receiver, and each group's Slack message;
+// - a small key/value table for facts such as the hash of the last loaded configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
 // SIGKILL of the process in both sync modes. With sync_mode::full (the default) each commit
-// also waits for fsync, so it survives a power loss on storage that honours fsync; with
-// sync_mode::normal a power loss can undo the last commits, and a commit costs no disk wait.
+// also waits for fsync, so it survives a power loss on storage that honours fsync. With
+// sync_mode::normal a power loss can undo the last commits, but a commit costs no disk wait.
 //
 // Thread safety: none. One owner calls every member function. A background thread with its
 // own connection copies the WAL into the database file once a second (a checkpoint), so the
 // owner's commits never pay for it.
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -78,9 +79,9 @@ public:
     // Removes a delivered, failed or dropped entry.
     bool remove_outbox(std::uint64_t id, std::string& error);
     // Saves the outcomes of sends (retry state and removals) in one transaction that does not
-    // wait for fsync, even with sync_mode::full: it survives a crash of the process, and a power
-    // loss can only make a notification go out once more, which at-least-once delivery allows.
-    // So a delivered notification never stalls the event loop on the disk.
+    // wait for fsync, even with sync_mode::full. It survives a crash of the process. A power loss
+    // can only make a notification go out once more, which at-least-once delivery allows, so a
+    // delivered notification never stalls the event loop on the disk.
     bool record_outcomes(const std::vector<outbox_entry>& updates, const std::vector<std::uint64_t>& removed,
                          std::string& error);
 
@@ -109,6 +110,11 @@ private:
     std::string describe_failure(const char* action) const;
     // A prepared statement for `sql`, prepared on first use and kept until the store closes.
     sqlite3_stmt* statement(const char* sql, std::string& error);
+    // Steps `sql` and calls `row` for each row; `row` returns what is wrong with a row, or
+    // nullopt. A bad row stops the read and reports the database as damaged; `what` names the
+    // table in a step failure.
+    bool read_rows(const char* sql, const char* what,
+                   const std::function<std::optional<std::string>(sqlite3_stmt*)>& row, std::string& error);
     bool apply_events(const std::vector<alert_event>& events, std::string& error);
     bool apply_changes(const dispatch_changes& changes, std::string& error);
     bool insert_outbox(outbox_entry& entry, std::string& error);

@@ -1,6 +1,6 @@
 #pragma once
 // The outbox scheduler: which stored notification to send next, when to retry, and what an
-// answer means. Pure logic on an injected clock; the I/O lives in sender.hpp.
+// response means. Pure logic on an injected clock; the I/O lives in sender.hpp.
 //
 // - Messages of one (integration, group) go out in order, one at a time, so a resolve never
 //   overtakes its trigger. Different groups and integrations proceed independently: one slow or
@@ -58,7 +58,7 @@ struct attempt_result {
     std::string slack_ts;
 };
 
-// Interprets an HTTP answer per the receiver's contract (PagerDuty wants 202/2xx; a Slack
+// Interprets an HTTP response per the receiver's contract (PagerDuty wants 202/2xx; a Slack
 // webhook 200 with body "ok"; chat.postMessage 200 with {"ok":true}; a webhook any 2xx).
 // `retry_after_header` is the raw header value or empty.
 attempt_result classify_response(integration_kind kind, bool slack_web_api, int status,

@@ -801,7 +801,12 @@ private:
     node parse_control(node_kind kind, std::size_t word_offset)
     {
         enter(word_offset);
-        const char* name = kind == node_kind::if_ ? "if" : kind == node_kind::with ? "with" : "range";
+        const char* name = "range";
+        if (kind == node_kind::if_) {
+            name = "if";
+        } else if (kind == node_kind::with) {
+            name = "with";
+        }
         std::size_t vars_mark = vars_.size();
         node n;
         n.kind = kind;

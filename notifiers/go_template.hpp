@@ -25,7 +25,7 @@ struct parsed_template;
 
 class template_set {
 public:
-    // A set that holds the default templates (default_templates.cpp), under Alertmanager's names
+    // A set that contains the default templates (default_templates.cpp), under Alertmanager's names
     // such as "__subject", "slack.default.title", "pagerduty.default.description".
     template_set();
     ~template_set();

@@ -2,7 +2,7 @@
 // Turns a notification into the messages its integration sends: PagerDuty Events API v2,
 // Slack (incoming webhook or chat.postMessage), Alertmanager's webhook JSON (version 4), or a
 // console line. Payloads are built without secrets; the sender adds the routing key, the webhook
-// URL or the bot token when it sends, so the outbox on disk holds no credential.
+// URL or the bot token when it sends, so the outbox on disk contains no credential.
 //
 // Limits are kept here, never by dropping the event: a PagerDuty summary is cut to 1024
 // characters with an ellipsis and the body kept under 512,000 bytes by trimming details; a Slack

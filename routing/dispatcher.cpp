@@ -69,7 +69,7 @@ bool needs_update(const nflog_record* entry, const std::vector<std::uint64_t>& f
     }
     if (firing.empty()) {
         // Everything resolved: notify only when the receiver last heard of firing alerts. This
-        // holds regardless of send_resolved, so that the log forgets the firing alerts.
+        // applies regardless of send_resolved, so that the log forgets the firing alerts.
         return !entry->firing.empty();
     }
     if (send_resolved &&

@@ -85,7 +85,7 @@ struct dispatch_state {
     std::vector<std::pair<std::string, alert>> copies; // (group_key, copy) for copies left by label changes
 };
 
-// What changed since the last take_changes(); applied to the store in one transaction together
+// The changes since the last take_changes(), applied to the store in one transaction together
 // with the outbox entries of the same flush.
 struct dispatch_changes {
     std::vector<alert> alerts_upserted;

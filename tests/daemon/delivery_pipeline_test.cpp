@@ -762,7 +762,7 @@ receivers:
     p.post({fired(host_alert("Disk", "h1", p.at(0)))});
     p.clock.set_ms(p.at(seconds_ms(30)));
     p.flush_only({});
-    // The webhook gets its notification while PagerDuty holds its request. Both sends start
+    // The webhook gets its notification while PagerDuty keeps its request waiting. Both sends start
     // together, so wait for both rather than assume which reaches its receiver first.
     REQUIRE(p.run_io_until(
         [&] { return p.rx.accepted(receiver_kind::webhook).size() == 1 && p.rx.hanging() == 1; }));

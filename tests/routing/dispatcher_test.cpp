@@ -329,7 +329,7 @@ TEST_CASE("dispatcher reload with an identical config sends nothing")
 
 TEST_CASE("dispatcher reload frees the old config safely")
 {
-    // Only the dispatcher holds the first config, so the reload frees it; under AddressSanitizer
+    // Only the dispatcher keeps the first config, so the reload frees it; under AddressSanitizer
     // any later use of its routes fails this test.
     harness h(make_config(make_root({"alertname"}, 10 * sec, 1 * hour, 4 * hour), {webhook_receiver("hook")}));
     h.post(make_alert(1, "Disk", "h1", 0));

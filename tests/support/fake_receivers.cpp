@@ -1197,8 +1197,8 @@ fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& 
         return result;
     };
 
-    // NOTE: PagerDuty documents the 512 KB limit but not the answer to a larger body; this
-    // stand-in answers like any invalid event.
+    // NOTE: PagerDuty documents the 512 KB limit but not its response to a larger body, so
+    // this stand-in responds as to any invalid event.
     if (request.body.size() > pagerduty_max_body_bytes) {
         return reject({"Event object is too large: " + std::to_string(request.body.size()) +
                        " bytes; the maximum is 512000 bytes"});
@@ -1221,7 +1221,7 @@ fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& 
         return reject(std::move(errors));
     }
     std::string routing_key = (*event)["routing_key"].get<std::string>();
-    // NOTE: the answer for a well-formed but unknown routing key is not documented.
+    // NOTE: the response to a well-formed but unknown routing key is not documented.
     if (!options_.pagerduty_routing_key.empty() && routing_key != options_.pagerduty_routing_key) {
         return reject({"Invalid routing key"});
     }

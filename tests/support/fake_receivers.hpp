@@ -48,13 +48,13 @@ enum class receiver_kind { pagerduty, slack, slack_api, webhook };
 // "pagerduty", "slack", "slack_api" or "webhook".
 std::string_view to_string(receiver_kind kind);
 
-// A scripted answer, sent in place of normal handling.
+// A scripted response, sent in place of normal handling.
 struct canned_response {
     int status = 500;
     std::vector<std::pair<std::string, std::string>> headers; // for example {"Retry-After", "30"}
     std::string body;
     std::string content_type = "text/plain";
-    // Holds the request this long before answering, or until stop(), whichever comes first.
+    // Holds the request this long before responding, or until stop(), whichever comes first.
     std::chrono::milliseconds hang{0};
 };
 

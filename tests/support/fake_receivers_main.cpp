@@ -29,7 +29,7 @@ nlohmann::json event_line(const received_request& request)
     line["path"] = request.path;
     line["reason"] = request.reason;
     line["arrival_ms"] = request.arrival_ms;
-    // The answer, parsed when it is JSON (Slack Web API: channel and ts), else the raw text.
+    // The response, parsed when it is JSON (Slack Web API: channel and ts), else the raw text.
     nlohmann::json response = nlohmann::json::parse(request.response_body, nullptr, false);
     line["response"] = response.is_discarded() ? nlohmann::json(request.response_body) : response;
     return line;
