@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/metrics.hpp"
+#include "daemon/overrides.hpp"
 
 namespace tocsin {
 
@@ -69,6 +70,30 @@ nlohmann::json template_sources(const std::vector<std::pair<std::string, text_te
 
 double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
 
+nlohmann::json override_item(const threshold_override& o, const rule& r)
+{
+    auto tiers = nlohmann::json::array();
+    for (const tier_change& c : tier_changes(o, r)) {
+        nlohmann::json tier = {
+            {"severity", to_string(c.level)},
+            {"condition", {{"from", c.when_before.to_string()}, {"to", c.when_after.to_string()}}},
+        };
+        if (c.recover_before && c.recover_after) {
+            tier["recover"] = {{"from", c.recover_before->to_string()}, {"to", c.recover_after->to_string()}};
+        }
+        tiers.push_back(std::move(tier));
+    }
+    return {
+        {"rule", o.rule_name},
+        {"tiers", std::move(tiers)},
+        {"createdAt", format_rfc3339_ms(o.created_at)},
+        {"expiresAt", format_rfc3339_ms(o.expires_at)},
+        {"reason", o.reason},
+        {"author", o.author},
+        {"tokenName", o.token_name},
+    };
+}
+
 } // namespace
 
 std::string alerts_json(const std::vector<alert_snapshot>& alerts)
@@ -82,7 +107,7 @@ std::string alerts_json(const std::vector<alert_snapshot>& alerts)
 }
 
 std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& stats,
-                       const std::vector<alert_snapshot>& alerts)
+                       const std::vector<alert_snapshot>& alerts, const override_table* overrides)
 {
     std::map<std::string, const rule_stats*> stats_by_rule;
     for (const auto& s : stats) {
@@ -96,7 +121,10 @@ std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& sta
     auto groups = nlohmann::json::array();
     for (const auto& group : rules.groups) {
         auto list = nlohmann::json::array();
-        for (const auto& r : group.rules) {
+        for (const auto& file_rule : group.rules) {
+            const threshold_override* active = overrides != nullptr ? overrides->find(file_rule->name) : nullptr;
+            // The tiers in force: the rule file's, or the overridden copy the engine evaluates.
+            const std::shared_ptr<const rule> r = active != nullptr ? apply_override(*file_rule, *active) : file_rule;
             auto tiers = nlohmann::json::array();
             for (const auto& t : r->tiers) {
                 nlohmann::json tier = {
@@ -142,6 +170,9 @@ std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& sta
                 {"transform", to_string(r->xform.kind)},
                 {"tiers", std::move(tiers)},
             };
+            if (active != nullptr) {
+                item["override"] = override_item(*active, *file_rule);
+            }
             if (auto it = stats_by_rule.find(r->name); it != stats_by_rule.end()) {
                 item["series"] = it->second->series;
                 if (it->second->limit_exceeded) {
@@ -155,6 +186,24 @@ std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& sta
         groups.push_back({{"name", group.name}, {"file", group.file}, {"interval", 0}, {"rules", std::move(list)}});
     }
     nlohmann::json doc = {{"status", "success"}, {"data", {{"groups", std::move(groups)}}}};
+    return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string overrides_json(const override_table& overrides, const rule_set& rules)
+{
+    auto list = nlohmann::json::array();
+    for (const auto& r : rules.rules) {
+        if (const threshold_override* o = overrides.find(r->name)) {
+            list.push_back(override_item(*o, *r));
+        }
+    }
+    nlohmann::json doc = {{"status", "success"}, {"data", {{"overrides", std::move(list)}}}};
+    return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string override_json(const threshold_override& o, const rule& r)
+{
+    nlohmann::json doc = {{"status", "success"}, {"data", override_item(o, r)}};
     return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <iostream>
+#include <variant>
 
 #include <boost/asio.hpp>
 #include <systemd/sd-daemon.h>
@@ -18,6 +19,7 @@
 #include "daemon/ingest.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/overrides.hpp"
 #include "daemon/state_store.hpp"
 #include "notifiers/sender.hpp"
 #include "rules/engine.hpp"
@@ -31,8 +33,9 @@ namespace {
 constexpr const char* tocsin_version = "0.1.0";
 
 // Endpoints with their own latency histogram and request counters.
-enum class endpoint { write, push, alerts, rules, metrics, reload, health, other, count_ };
-constexpr const char* endpoint_names[] = {"write", "push", "alerts", "rules", "metrics", "reload", "health", "other"};
+enum class endpoint { write, push, alerts, rules, overrides, metrics, reload, health, other, count_ };
+constexpr const char* endpoint_names[] = {"write",  "push",   "alerts", "rules", "overrides",
+                                          "metrics", "reload", "health", "other"};
 
 struct endpoint_stats {
     latency_histogram latency;
@@ -59,6 +62,36 @@ std::string resolve_state_dir(const main_config& cfg)
         dir = std::filesystem::absolute(cfg.path).parent_path() / dir;
     }
     return dir.lexically_normal().string();
+}
+
+// Decodes %XX escapes in a path segment. Returns nullopt for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size() || !std::isxdigit(static_cast<unsigned char>(text[i + 1])) ||
+            !std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+            return std::nullopt;
+        }
+        out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+        i += 2;
+    }
+    return out;
+}
+
+// The name an admin token goes by in overrides and logs: its file name without folder and
+// extension (/etc/tocsin/alice.token -> alice). The token itself is a secret and never shown.
+std::string token_name(const std::vector<std::string>& files, std::size_t index)
+{
+    if (index >= files.size()) {
+        return {};
+    }
+    return std::filesystem::path(files[index]).stem().string();
 }
 
 double now_seconds()
@@ -91,6 +124,11 @@ public:
     int run()
     {
         std::string error;
+        // Before the alerts: their rule hashes are those of the rule files, which the
+        // overridden copies keep, so restore() maps them the same either way.
+        if (!load_overrides()) {
+            return 1;
+        }
         auto records = store_->load_alerts(error);
         if (!records) {
             log_->error("cannot read alert state: {}", error);
@@ -167,6 +205,7 @@ private:
             if (ec || stopping_) {
                 return;
             }
+            expire_overrides();
             engine_.tick();
             flush_events();
             report_series_limit();
@@ -404,7 +443,8 @@ private:
                        options_.config_path);
         }
         engine_.set_limits(loaded->main.engine);
-        engine_.replace_rules(loaded->rules);
+        drop_unfit_overrides(*loaded->rules, "reload");
+        engine_.replace_rules(overrides_.apply(loaded->rules));
         log_warnings(loaded->warnings);
         delivery_->replace_config(loaded->routing, loaded->templates, loaded->main.delivery, loaded->main.external_url);
         config_ = std::move(*loaded);
@@ -417,8 +457,8 @@ private:
 
         last_reload_ok_ = true;
         last_reload_success_ = now_seconds();
-        log_->info("reload ({}) done: {} rules from {} files", trigger, config_.rules->rules.size(),
-                   config_.rule_file_paths.size());
+        log_->info("reload ({}) done: {} rules from {} files; {} threshold overrides apply", trigger,
+                   config_.rules->rules.size(), config_.rule_file_paths.size(), overrides_.items().size());
         sd_notify(0, "READY=1\nSTATUS=running");
         result.ok = true;
         return result;
@@ -443,6 +483,212 @@ private:
         if (next.ingest.max_body_bytes != current.ingest.max_body_bytes) {
             log_->warn("limits.max_body_bytes changed; it takes effect after a restart");
         }
+    }
+
+    // ---- threshold overrides ----
+
+    const rule* file_rule(const std::string& name) const
+    {
+        for (const auto& r : config_.rules->rules) {
+            if (r->name == name) {
+                return r.get();
+            }
+        }
+        return nullptr;
+    }
+
+    // Installs the rule files' rules with the overrides applied. Overridden copies keep the name
+    // and definition_hash, so every alert keeps its state and the next sample meets the new
+    // thresholds. NOTE: engine::replace_rules() walks every series, so a change costs as much as
+    // a reload.
+    void apply_overrides()
+    {
+        engine_.replace_rules(overrides_.apply(config_.rules));
+        flush_events();
+    }
+
+    // Logs one override at info. `deleted_by` names the token of a DELETE request.
+    void log_override(const char* what, const threshold_override& o, const rule* base,
+                      const std::string& deleted_by = {})
+    {
+        const std::string changes = base != nullptr ? describe_changes(tier_changes(o, *base)) : std::string("-");
+        override_log_->info("{} rule={} tiers=\"{}\" expires_at={} author={:?} token={} reason={:?}{}", what,
+                            o.rule_name, changes, format_rfc3339_ms(o.expires_at), o.author,
+                            o.token_name.empty() ? "-" : o.token_name, o.reason,
+                            deleted_by.empty() ? std::string() : " deleted_by=" + deleted_by);
+    }
+
+    void remove_stored_override(const std::string& rule_name)
+    {
+        std::string error;
+        if (!store_->remove_override(rule_name, error)) {
+            // The override no longer applies in this process, and the next start drops it
+            // again because it is expired or no longer fits the rules.
+            override_log_->warn("cannot delete the threshold override of rule {} from the store: {}", rule_name,
+                                error);
+        }
+    }
+
+    // Reads the stored overrides, drops the expired and those that no longer fit the rule files,
+    // and installs the rest. Returns false when the store cannot be read.
+    bool load_overrides()
+    {
+        std::string error;
+        auto stored = store_->load_overrides(error);
+        if (!stored) {
+            log_->error("cannot read threshold overrides: {}", error);
+            return false;
+        }
+        for (auto& o : *stored) {
+            overrides_.set(std::move(o));
+        }
+        for (const auto& o : overrides_.take_expired(clock_.now_ms())) {
+            log_override("override expired while tocsind was stopped; dropped", o, file_rule(o.rule_name));
+            remove_stored_override(o.rule_name);
+        }
+        drop_unfit_overrides(*config_.rules, "start");
+        if (!overrides_.empty()) {
+            for (const auto& [name, o] : overrides_.items()) {
+                log_override("override restored", o, file_rule(name));
+            }
+            engine_.replace_rules(overrides_.apply(config_.rules));
+        }
+        return true;
+    }
+
+    // Drops the overrides whose rule or tier is gone from `rules`, as after a reload.
+    void drop_unfit_overrides(const rule_set& rules, const char* trigger)
+    {
+        for (const auto& dropped : overrides_.take_unfit(rules)) {
+            override_log_->warn("{}: dropping the threshold override of rule {} (expires_at={} author={:?} "
+                                "reason={:?}): {}",
+                                trigger, dropped.value.rule_name, format_rfc3339_ms(dropped.value.expires_at),
+                                dropped.value.author, dropped.value.reason, dropped.reason);
+            remove_stored_override(dropped.value.rule_name);
+        }
+    }
+
+    // Ends the overrides whose expiry the injected clock has reached; called on every tick.
+    void expire_overrides()
+    {
+        auto expired = overrides_.take_expired(clock_.now_ms());
+        if (expired.empty()) {
+            return;
+        }
+        for (const auto& o : expired) {
+            log_override("override expired; the rule file's thresholds apply again", o, file_rule(o.rule_name));
+            remove_stored_override(o.rule_name);
+        }
+        apply_overrides();
+    }
+
+    // Returns the rule name of /api/v1/rules/{name}/override, percent-decoded; "" when the
+    // escape is malformed; nullopt for any other path.
+    static std::optional<std::string> override_path_rule(const std::string& path)
+    {
+        constexpr std::string_view prefix = "/api/v1/rules/";
+        constexpr std::string_view suffix = "/override";
+        if (path.size() <= prefix.size() + suffix.size() || !path.starts_with(prefix) || !path.ends_with(suffix)) {
+            return std::nullopt;
+        }
+        auto encoded = std::string_view(path).substr(prefix.size(), path.size() - prefix.size() - suffix.size());
+        return percent_decode(encoded).value_or(std::string());
+    }
+
+    // Returns the name of the admin token the request carries, or the response that rejects it.
+    // Overrides change alerting from request content, so unlike /-/reload they are rejected
+    // when no admin token is configured.
+    std::variant<std::string, http_response> authorize_override(const http_request& request)
+    {
+        const auto& auth = config_.main.auth;
+        if (auth.admin_tokens.empty()) {
+            return http_response::text(
+                403, fmt::format("threshold overrides are disabled because no admin token is configured; add "
+                                 "auth.admin_token_files to {}, reload, and send Authorization: Bearer <token>\n",
+                                 options_.config_path));
+        }
+        std::size_t matched = 0;
+        if (auto denied = check_token(request, auth.admin_tokens, &matched)) {
+            return *denied;
+        }
+        return token_name(auth.admin_token_files, matched);
+    }
+
+    http_response handle_override(const http_request& request, const std::string& rule_name)
+    {
+        const auto& method = request.method;
+        if (method == "GET" || method == "HEAD") {
+            const threshold_override* o = overrides_.find(rule_name);
+            const rule* base = file_rule(rule_name);
+            if (o == nullptr || base == nullptr) {
+                return http_response::text(404, fmt::format("rule \"{}\" has no threshold override; GET "
+                                                            "/api/v1/overrides lists the active ones\n",
+                                                            truncate_for_message(rule_name)));
+            }
+            return http_response::json(200, override_json(*o, *base));
+        }
+        if (method != "PUT" && method != "DELETE") {
+            return method_not_allowed("GET, HEAD, PUT, DELETE");
+        }
+        auto identity = authorize_override(request);
+        if (auto* denied = std::get_if<http_response>(&identity)) {
+            return std::move(*denied);
+        }
+        if (rule_name.empty()) {
+            return http_response::text(400, "invalid rule name in the path; expected /api/v1/rules/<name>/override "
+                                            "with %XX escapes for reserved characters\n");
+        }
+        const std::string& token = std::get<std::string>(identity);
+        return method == "PUT" ? put_override(request, rule_name, token) : delete_override(rule_name, token);
+    }
+
+    http_response put_override(const http_request& request, const std::string& rule_name, const std::string& token)
+    {
+        override_limits limits;
+        limits.max_duration = config_.main.max_override_duration;
+        auto parsed = parse_override_request(request.body, rule_name, *config_.rules, token, clock_.now_ms(), limits);
+        if (!parsed.value) {
+            return http_response::text(parsed.status, parsed.error + "\n");
+        }
+        const threshold_override& o = *parsed.value;
+        std::string error;
+        // Saved before it applies, so an override that the API confirmed survives a crash.
+        if (!store_->set_override(o, error)) {
+            override_log_->error("cannot save the threshold override of rule {}: {}", o.rule_name, error);
+            auto response = http_response::text(
+                503, "the override could not be saved, so it was not applied; retry later (see the tocsind log)\n");
+            response.headers.emplace_back("Retry-After", "5");
+            return response;
+        }
+        const bool replaces = overrides_.find(o.rule_name) != nullptr;
+        overrides_.set(o);
+        apply_overrides();
+        const rule* base = file_rule(o.rule_name);
+        log_override(replaces ? "override replaced" : "override set", o, base);
+        return http_response::json(200, override_json(o, *base));
+    }
+
+    http_response delete_override(const std::string& rule_name, const std::string& token)
+    {
+        if (overrides_.find(rule_name) == nullptr) {
+            return http_response::text(404, fmt::format("rule \"{}\" has no threshold override; GET "
+                                                        "/api/v1/overrides lists the active ones\n",
+                                                        truncate_for_message(rule_name)));
+        }
+        std::string error;
+        if (!store_->remove_override(rule_name, error)) {
+            override_log_->error("cannot delete the threshold override of rule {}: {}", rule_name, error);
+            auto response = http_response::text(
+                503, "the override could not be deleted from the store, so it still applies; retry later (see "
+                     "the tocsind log)\n");
+            response.headers.emplace_back("Retry-After", "5");
+            return response;
+        }
+        auto removed = overrides_.remove(rule_name);
+        apply_overrides();
+        const rule* base = file_rule(rule_name);
+        log_override("override deleted", *removed, base, token.empty() ? "-" : token);
+        return http_response::json(200, override_json(*removed, *base));
     }
 
     // ---- HTTP ----
@@ -500,7 +746,19 @@ private:
             if (!is_get) {
                 return method_not_allowed("GET, HEAD");
             }
-            return http_response::json(200, rules_json(*config_.rules, engine_.rule_statistics(), engine_.alerts()));
+            return http_response::json(
+                200, rules_json(*config_.rules, engine_.rule_statistics(), engine_.alerts(), &overrides_));
+        }
+        if (path == "/api/v1/overrides") {
+            which = endpoint::overrides;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return http_response::json(200, overrides_json(overrides_, *config_.rules));
+        }
+        if (auto rule_name = override_path_rule(path)) {
+            which = endpoint::overrides;
+            return handle_override(request, *rule_name);
         }
         if (path == "/metrics") {
             which = endpoint::metrics;
@@ -544,7 +802,8 @@ private:
         }
         return http_response::text(404, "not found: " + truncate_for_message(path) +
                                             "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
-                                            "/api/v1/rules, /metrics, /-/healthy, /-/ready, /-/reload\n");
+                                            "/api/v1/rules, /api/v1/rules/{name}/override, /api/v1/overrides, "
+                                            "/metrics, /-/healthy, /-/ready, /-/reload\n");
     }
 
     // Truncates an echoed request path to 200 bytes for responses and logs.
@@ -570,7 +829,9 @@ private:
     }
 
     // Returns a 401 response when tokens are configured and the request carries none of them.
-    std::optional<http_response> check_token(const http_request& request, const std::vector<std::string>& tokens)
+    // Sets `matched` to the index of the token the request carries.
+    std::optional<http_response> check_token(const http_request& request, const std::vector<std::string>& tokens,
+                                             std::size_t* matched = nullptr)
     {
         if (tokens.empty()) {
             return std::nullopt;
@@ -581,8 +842,14 @@ private:
                                                         [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
             auto presented = header.substr(scheme.size());
             bool match = false;
-            for (const auto& token : tokens) {
-                match = equal_constant_time(presented, token) || match;
+            for (std::size_t i = 0; i < tokens.size(); ++i) {
+                // Every token is compared, so the time does not tell which one matched.
+                if (equal_constant_time(presented, tokens[i])) {
+                    match = true;
+                    if (matched != nullptr) {
+                        *matched = i;
+                    }
+                }
             }
             if (match) {
                 return std::nullopt;
@@ -648,6 +915,7 @@ private:
     }
 
     std::string render_metrics();
+    void write_override_metrics(metrics_writer& w) const;
 
     app_options options_;
     loaded_config config_;
@@ -695,7 +963,46 @@ private:
     std::shared_ptr<spdlog::logger> log_ = get_logger("main");
     std::shared_ptr<spdlog::logger> ingest_log_ = get_logger("ingest");
     std::shared_ptr<spdlog::logger> alert_log_ = get_logger("alerts");
+    std::shared_ptr<spdlog::logger> override_log_ = get_logger("overrides");
+    // Threshold overrides in force; the engine runs config_.rules with these applied. Every
+    // entry fits config_.rules, because a reload drops the others before it installs new rules.
+    override_table overrides_;
 };
+
+void daemon_app::write_override_metrics(metrics_writer& w) const
+{
+    std::vector<std::pair<std::string, tier_change>> changes;
+    for (const auto& [name, o] : overrides_.items()) {
+        if (const rule* base = file_rule(name)) {
+            for (auto& c : tier_changes(o, *base)) {
+                changes.emplace_back(name, std::move(c));
+            }
+        }
+    }
+    w.family("tocsin_rule_threshold_override", "gauge",
+             "The condition threshold an API override sets on a rule's tier, while it applies.");
+    for (const auto& [name, c] : changes) {
+        if (const tier_override* t = overrides_.find(name)->find(c.level); t != nullptr && t->when_threshold) {
+            w.sample("tocsin_rule_threshold_override", {{"rule", name}, {"severity", to_string(c.level)}},
+                     c.when_after.threshold);
+        }
+    }
+    w.family("tocsin_rule_recover_threshold_override", "gauge",
+             "The recover threshold an API override sets on a rule's tier, while it applies.");
+    for (const auto& [name, c] : changes) {
+        if (c.recover_after) {
+            w.sample("tocsin_rule_recover_threshold_override", {{"rule", name}, {"severity", to_string(c.level)}},
+                     c.recover_after->threshold);
+        }
+    }
+    w.family("tocsin_rule_threshold_override_expiry_timestamp_seconds", "gauge",
+             "When the API override of a rule's tier expires, in seconds since the Unix epoch.");
+    for (const auto& [name, c] : changes) {
+        w.sample("tocsin_rule_threshold_override_expiry_timestamp_seconds",
+                 {{"rule", name}, {"severity", to_string(c.level)}},
+                 static_cast<double>(overrides_.find(name)->expires_at) / 1000.0);
+    }
+}
 
 std::string daemon_app::render_metrics()
 {
@@ -734,6 +1041,8 @@ std::string daemon_app::render_metrics()
     for (const auto& r : rule_stats) {
         w.sample("tocsin_rule_alert_limit_exceeded", {{"rule", r.name}}, r.limit_exceeded ? 1 : 0);
     }
+    write_override_metrics(w);
+
     w.family("tocsin_alert_limit_rejections_total", "counter", "Alerts not created because of limits.max_active_alerts.");
     w.sample("tocsin_alert_limit_rejections_total", static_cast<double>(stats.alert_limit_rejections));
 

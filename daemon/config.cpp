@@ -371,7 +371,7 @@ void config_loader::load_limits(const YAML::Node& node, main_config& config)
     check_.check_keys(node, "limits",
                       {"max_body_bytes", "max_decoded_bytes", "max_samples_per_request", "max_labels_per_series",
                        "max_label_name_bytes", "max_label_value_bytes", "max_series", "per_rule_max_alerts",
-                       "max_active_alerts", "max_future_skew", "max_sample_age"});
+                       "max_active_alerts", "max_future_skew", "max_sample_age", "max_override_duration"});
     positive(node, "max_body_bytes", config.ingest.max_body_bytes, true);
     positive(node, "max_decoded_bytes", config.ingest.max_decoded_bytes, true);
     positive(node, "max_samples_per_request", config.ingest.max_samples_per_request, false);
@@ -390,6 +390,15 @@ void config_loader::load_limits(const YAML::Node& node, main_config& config)
     if (const YAML::Node n = yaml::checker::child(node, "max_sample_age"); n.IsDefined()) {
         if (auto d = check_.duration(n, "limits.max_sample_age")) {
             config.engine.max_sample_age = *d;
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "max_override_duration"); n.IsDefined()) {
+        if (auto d = check_.duration(n, "limits.max_override_duration")) {
+            if (d->count() == 0) {
+                check_.error(n, "limits.max_override_duration must be greater than 0s, such as 7d");
+            } else {
+                config.max_override_duration = *d;
+            }
         }
     }
 }

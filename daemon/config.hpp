@@ -29,7 +29,7 @@ struct ingest_limits {
 // Bearer tokens are secrets: they never reach a log line, a metric or an API response.
 struct auth_config {
     std::vector<std::string> write_token_files; // required on /api/v1/write and /api/v1/push
-    std::vector<std::string> admin_token_files; // required on /-/reload
+    std::vector<std::string> admin_token_files; // required on /-/reload and the override endpoints
     std::vector<std::string> write_tokens;      // file contents, trailing whitespace removed
     std::vector<std::string> admin_tokens;
 };
@@ -53,6 +53,8 @@ struct main_config {
     // The daemon checks sample timestamps against its clock; engine_limits' own defaults
     // leave the checks off for tests and backtests.
     engine_limits engine{.max_future_skew = std::chrono::minutes(10), .max_sample_age = std::chrono::hours(24)};
+    // The maximum duration of a threshold override set through the API (limits.max_override_duration).
+    std::chrono::milliseconds max_override_duration{std::chrono::hours(24 * 7)};
     auth_config auth;
     tls_config tls;
     std::string log_level = "info";

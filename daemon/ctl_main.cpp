@@ -1,7 +1,8 @@
 // tocsinctl: checks configuration and rule files without starting the daemon, as promtool
 // does for Prometheus, and shows where an alert would be routed, as amtool does. Exit status 0
 // means valid, 1 means errors (printed one per line on stderr as file:line:column: message) or
-// a failed route verification, 2 means a usage error.
+// a failed route verification, 2 means a usage error. `test rules` exits 1 when a check fails
+// and 3 when a test file or a rule file it names is invalid.
 
 #include <cstdio>
 #include <string>
@@ -11,7 +12,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "daemon/backtest.hpp"
 #include "daemon/config.hpp"
+#include "daemon/rule_tests.hpp"
 #include "routing/config.hpp"
 #include "rules/duration.hpp"
 #include "rules/rule_loader.hpp"
@@ -170,6 +173,41 @@ int main(int argc, char** argv)
                             "Comma-separated receivers that must be reached, in order; exit 1 otherwise");
     routes_test->add_option("LABELS", route_labels, "Labels as name=value")->required();
 
+    auto* test = app.add_subcommand("test", "Unit tests");
+    test->require_subcommand(1);
+    auto* test_rules = test->add_subcommand(
+        "rules", "Run rule unit tests (promtool's format); exit 0 all passed, 1 a check failed, 3 a file is invalid");
+    std::vector<std::string> rule_test_files;
+    test_rules->add_option("FILE", rule_test_files, "Rule test files")->required();
+
+    auto* backtest = app.add_subcommand("backtest", "Run rules over recorded series and show what would have fired");
+    tocsin::backtest_command backtest_args;
+    // allow_extra_args(false): each --rules and --label takes one value, so the inputs after it
+    // stay positional.
+    backtest->add_option("--rules", backtest_args.rule_files, "Rule file to run (repeatable)")
+        ->allow_extra_args(false);
+    backtest->add_option("--config", backtest_args.config_file, "Main config file whose rule files to run");
+    backtest->add_option("INPUT", backtest_args.inputs,
+                         "CSV files of timestamp,value or Prometheus query_range JSON responses")
+        ->required();
+    backtest->add_option("--metric", backtest_args.metric,
+                         "Metric name (__name__) of the input series; default: the CSV file's name, or the "
+                         "JSON series' own __name__");
+    backtest->add_option("--label", backtest_args.labels, "Label name=value added to every input series (repeatable)")
+        ->allow_extra_args(false);
+    backtest->add_option("--svg-dir", backtest_args.svg_dir, "Folder for one SVG chart per rule and series");
+    backtest->add_option("--samples-csv", backtest_args.samples_csv_dir,
+                         "Folder for one CSV per rule and series: timestamp,value,score,ready,state,severity");
+    backtest->add_flag("--json", backtest_args.json, "Print the report as JSON");
+    backtest->add_flag("--skip-bad-rows", backtest_args.skip_bad_rows,
+                       "Skip malformed or out-of-order rows with a warning instead of failing");
+    backtest->add_option("--max-samples", backtest_args.limits.max_samples, "Maximum samples in all inputs")
+        ->capture_default_str();
+    backtest->add_option("--max-series", backtest_args.limits.max_series, "Maximum series in all inputs")
+        ->capture_default_str();
+    backtest->add_option("--max-file-bytes", backtest_args.limits.max_file_bytes, "Maximum size of one input file")
+        ->capture_default_str();
+
     auto* version = app.add_subcommand("version", "Print the version");
 
     try {
@@ -187,6 +225,12 @@ int main(int argc, char** argv)
     }
     if (routes_test->parsed()) {
         return test_routes(routes_config, route_labels, verify_receivers);
+    }
+    if (test_rules->parsed()) {
+        return static_cast<int>(tocsin::run_rule_test_files(rule_test_files, stdout, stderr));
+    }
+    if (backtest->parsed()) {
+        return tocsin::run_backtest_command(backtest_args);
     }
     if (version->parsed()) {
         std::printf("tocsinctl %s\n", tocsin_version);

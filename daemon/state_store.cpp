@@ -110,6 +110,18 @@ constexpr const char* migrations[] = {
             PRIMARY KEY (group_key, id)
         );
     )sql",
+    // Version 5: threshold overrides set through the API, one per rule, until they expire.
+    R"sql(
+        CREATE TABLE threshold_overrides (
+            rule_name  TEXT PRIMARY KEY,
+            tiers      TEXT NOT NULL,    -- JSON array of {"severity", "when"?, "recover"?}
+            created_at INTEGER NOT NULL, -- milliseconds since the Unix epoch
+            expires_at INTEGER NOT NULL,
+            reason     TEXT NOT NULL,
+            author     TEXT NOT NULL,
+            token_name TEXT NOT NULL
+        );
+    )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
 
@@ -337,6 +349,53 @@ std::optional<integration_kind> parse_integration_kind(std::string_view name)
 void bind_text(sqlite3_stmt* s, int index, std::string_view text)
 {
     sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+}
+
+std::string override_tiers_to_json(const std::vector<tier_override>& tiers)
+{
+    json array = json::array();
+    for (const tier_override& t : tiers) {
+        json item = {{"severity", to_string(t.level)}};
+        if (t.when_threshold) {
+            item["when"] = *t.when_threshold;
+        }
+        if (t.recover_threshold) {
+            item["recover"] = *t.recover_threshold;
+        }
+        array.push_back(std::move(item));
+    }
+    return array.dump();
+}
+
+bool override_tiers_from_json(const std::string& text, std::vector<tier_override>& out)
+{
+    json parsed = json::parse(text, nullptr, false);
+    if (!parsed.is_array()) {
+        return false;
+    }
+    out.clear();
+    for (const json& item : parsed) {
+        if (!item.is_object() || !item.contains("severity") || !item["severity"].is_string()) {
+            return false;
+        }
+        auto level = parse_severity(item["severity"].get<std::string>());
+        if (!level) {
+            return false;
+        }
+        tier_override t;
+        t.level = *level;
+        for (const char* key : {"when", "recover"}) {
+            if (!item.contains(key)) {
+                continue;
+            }
+            if (!item[key].is_number() || !std::isfinite(item[key].get<double>())) {
+                return false;
+            }
+            (std::string_view(key) == "when" ? t.when_threshold : t.recover_threshold) = item[key].get<double>();
+        }
+        out.push_back(t);
+    }
+    return true;
 }
 
 } // namespace
@@ -1168,6 +1227,67 @@ std::optional<std::map<state_store::thread_key, slack_thread>> state_store::load
         return std::nullopt;
     }
     return threads;
+}
+
+bool state_store::set_override(const threshold_override& o, std::string& error)
+{
+    sqlite3_stmt* s = statement("INSERT OR REPLACE INTO threshold_overrides (rule_name, tiers, created_at, expires_at, "
+                                "reason, author, token_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                error);
+    if (s == nullptr) {
+        return false;
+    }
+    bind_text(s, 1, o.rule_name);
+    bind_text(s, 2, override_tiers_to_json(o.tiers));
+    sqlite3_bind_int64(s, 3, o.created_at);
+    sqlite3_bind_int64(s, 4, o.expires_at);
+    bind_text(s, 5, o.reason);
+    bind_text(s, 6, o.author);
+    bind_text(s, 7, o.token_name);
+    if (!step_done(s)) {
+        error = describe_failure(fmt::format("save the threshold override of rule {}", o.rule_name).c_str());
+        return false;
+    }
+    return true;
+}
+
+bool state_store::remove_override(const std::string& rule_name, std::string& error)
+{
+    sqlite3_stmt* s = statement("DELETE FROM threshold_overrides WHERE rule_name = ?", error);
+    if (s == nullptr) {
+        return false;
+    }
+    bind_text(s, 1, rule_name);
+    if (!step_done(s)) {
+        error = describe_failure(fmt::format("delete the threshold override of rule {}", rule_name).c_str());
+        return false;
+    }
+    return true;
+}
+
+std::optional<std::vector<threshold_override>> state_store::load_overrides(std::string& error)
+{
+    std::vector<threshold_override> overrides;
+    auto read_override = [&](sqlite3_stmt* s) -> std::optional<std::string> {
+        threshold_override o;
+        o.rule_name = text_column(s, 0);
+        if (!override_tiers_from_json(text_column(s, 1), o.tiers)) {
+            return fmt::format("the threshold override of rule {} has invalid tiers", o.rule_name);
+        }
+        o.created_at = sqlite3_column_int64(s, 2);
+        o.expires_at = sqlite3_column_int64(s, 3);
+        o.reason = text_column(s, 4);
+        o.author = text_column(s, 5);
+        o.token_name = text_column(s, 6);
+        overrides.push_back(std::move(o));
+        return std::nullopt;
+    };
+    if (!read_rows("SELECT rule_name, tiers, created_at, expires_at, reason, author, token_name "
+                   "FROM threshold_overrides ORDER BY rule_name",
+                   "threshold overrides", read_override, error)) {
+        return std::nullopt;
+    }
+    return overrides;
 }
 
 } // namespace tocsin

@@ -3,6 +3,7 @@
 // - the pending and firing alerts with their timers;
 // - the delivery state: the dispatcher's alerts, group timers, copies and notification log, the
 //   outbox of notifications not yet accepted by their receiver, and each group's Slack message;
+// - the threshold overrides set through the API, until they expire;
 // - a small key/value table for facts such as the hash of the last loaded configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/overrides.hpp"
 #include "notifiers/delivery.hpp"
 #include "notifiers/sender.hpp"
 #include "routing/dispatcher.hpp"
@@ -94,10 +96,18 @@ public:
     // Returns nullopt with `error` empty when the key is absent, or with `error` set on failure.
     std::optional<std::string> get_meta(const std::string& key, std::string& error);
 
+    // Inserts or replaces the override of o.rule_name. It is committed (and with sync_mode::full
+    // fsynced) when this returns true.
+    bool set_override(const threshold_override& o, std::string& error);
+    // Deletes the override of `rule_name`; deleting an absent one succeeds.
+    bool remove_override(const std::string& rule_name, std::string& error);
+    // Returns every stored override, expired ones included, ordered by rule name.
+    std::optional<std::vector<threshold_override>> load_overrides(std::string& error);
+
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 4;
+    static constexpr int schema_version = 5;
 
 private:
     state_store(sqlite3* db, std::string path);

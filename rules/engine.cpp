@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "rules/dynamic_loader.hpp"
 #include "rules/window.hpp"
 
 namespace tocsin {
@@ -373,6 +374,16 @@ struct tier_timer {
     time_ms released_at = no_time; // set when a satisfied tier was released; keep_firing_for counts from here
 };
 
+// The detector of a dynamic rule on one series. `owner` keeps the rule, and so the spec the
+// detector reads, alive across reloads that install a new rule object.
+struct dynamic_state {
+    std::shared_ptr<const rule> owner;
+    std::unique_ptr<detector> scorer;
+    detector_output last;   // the output for the last value scored
+    bool warming_up = true; // counted in rule_slot::warming_up
+    std::size_t bytes = 0;  // scorer->memory_bytes() when last counted
+};
+
 // The state of one rule on one series: its alert, its tier timers and its window.
 struct binding {
     std::uint32_t rule = 0;    // index into impl::slots_
@@ -401,6 +412,7 @@ struct binding {
     time_ms no_data_announced = no_time;
     tier_timer tiers[max_tiers];
     std::unique_ptr<sample_window> window; // only for rules with a range transform
+    std::unique_ptr<dynamic_state> dynamic; // only for dynamic rules, created by the first value
 };
 
 struct series_entry {
@@ -419,6 +431,7 @@ struct rule_slot {
     std::size_t pending = 0;
     std::size_t firing = 0;
     std::size_t no_data = 0;
+    std::size_t warming_up = 0; // bindings whose detector is not ready
     bool limit_exceeded = false;
     time_ms limit_since = 0;
 };
@@ -511,10 +524,25 @@ struct engine::impl {
         }
     }
 
+    void drop_detector(binding& entry)
+    {
+        if (entry.dynamic) {
+            detector_bytes_ -= entry.dynamic->bytes;
+            // During replace_rules() the binding's rule index may point into the old slots;
+            // recount() recomputes the warm-up counts there.
+            if (entry.dynamic->warming_up && !replacing_) {
+                --warming_up_;
+                --slots_[entry.rule].warming_up;
+            }
+            entry.dynamic.reset();
+        }
+    }
+
     void free_binding(std::uint32_t b)
     {
         binding& entry = bindings_[b];
         drop_window(entry);
+        drop_detector(entry);
         entry.next = npos;
         free_bindings_.push_back(b);
     }
@@ -586,8 +614,9 @@ struct engine::impl {
     {
         pending_total_ = firing_total_ = no_data_total_ = 0;
         std::fill(std::begin(firing_by_severity_), std::end(firing_by_severity_), 0);
+        warming_up_ = 0;
         for (auto& slot : slots_) {
-            slot.series = slot.pending = slot.firing = slot.no_data = 0;
+            slot.series = slot.pending = slot.firing = slot.no_data = slot.warming_up = 0;
         }
         for (const auto& entry : series_) {
             if (!entry.live) {
@@ -595,6 +624,10 @@ struct engine::impl {
             }
             for (std::uint32_t b = entry.first_binding; b != npos; b = bindings_[b].next) {
                 ++slots_[bindings_[b].rule].series;
+                if (bindings_[b].dynamic && bindings_[b].dynamic->warming_up) {
+                    ++slots_[bindings_[b].rule].warming_up;
+                    ++warming_up_;
+                }
                 account(bindings_[b], +1);
                 if (bindings_[b].no_data_since != no_time) {
                     account_no_data(bindings_[b], +1);
@@ -614,8 +647,15 @@ struct engine::impl {
         snap.id = alert_id(r.name, series, false);
         snap.rule_name = r.name;
         snap.labels = alert_labels(r, series, b.level, b.value, false);
+        const detector_output* out = b.dynamic && b.dynamic->last.ready ? &b.dynamic->last : nullptr;
+        constexpr double nan = std::numeric_limits<double>::quiet_NaN();
         for (const auto& [name, text] : r.annotations) {
-            snap.annotations.emplace_back(name, text.render(snap.labels, b.value));
+            snap.annotations.emplace_back(
+                name, text.render(snap.labels, b.value, out ? out->score : nan, out ? out->baseline : nan));
+        }
+        if (out != nullptr) {
+            snap.explanation = *out;
+            add_explanation(snap.annotations, r, *out);
         }
         snap.state = b.state;
         snap.level = b.level;
@@ -631,6 +671,39 @@ struct engine::impl {
         event.record = make_record(b, r, series);
         event.record.state = snap.state;
         return event;
+    }
+
+    // Adds the annotations that say what a dynamic rule measured: detector, score, baseline
+    // and band (the values at which the lowest tier is met). A rule's own annotation of the
+    // same name wins.
+    static void add_explanation(std::vector<std::pair<std::string, std::string>>& annotations, const rule& r,
+                                const detector_output& out)
+    {
+        const auto add = [&](const char* name, std::string text) {
+            for (const auto& [existing, value] : annotations) {
+                if (existing == name) {
+                    return;
+                }
+            }
+            annotations.emplace_back(name, std::move(text));
+        };
+        const detector_spec& spec = *r.dynamic;
+        add("detector", to_string(spec.kind));
+        add("score", fmt::format("{:.6g}", out.score));
+        if (std::isfinite(out.baseline)) {
+            add("baseline", fmt::format("{:.6g}", out.baseline));
+        }
+        const double k = r.tiers.front().when.threshold;
+        const double upper = value_at_score(spec, out, k, false);
+        const double lower = value_at_score(spec, out, k, true);
+        if (std::isfinite(upper)) {
+            const bool two_sided = spec.side == direction::both && std::isfinite(lower) &&
+                                   spec.kind != detector_kind::baseline;
+            add("band", two_sided ? fmt::format("{:.6g} to {:.6g}", lower, upper) : fmt::format("{:.6g}", upper));
+        }
+        if (std::isfinite(out.secondary)) {
+            add(spec.ks_figure == ks_score::p_value ? "ks_statistic" : "p_value", fmt::format("{:.6g}", out.secondary));
+        }
     }
 
     persisted_alert make_record(const binding& b, const rule& r, const label_set& series) const
@@ -978,7 +1051,79 @@ struct engine::impl {
             }
             value = *result;
         }
-        apply_value(b, s, t, value);
+        if (r.dynamic) {
+            apply_dynamic(b, s, t, value);
+        } else {
+            apply_value(b, s, t, value);
+            observe(b, s, t, value, nullptr);
+        }
+    }
+
+    // Scores `v` with the binding's detector and runs the tiers on the score. While the
+    // detector warms up, the value only feeds the baseline: timers stay as they are. After the
+    // tiers ran, the value enters the baseline unless the rule is pending or firing or the
+    // score meets the lowest tier, so an anomaly does not become its own baseline.
+    void apply_dynamic(std::uint32_t b, std::uint32_t s, time_ms t, double v)
+    {
+        binding& entry = bindings_[b];
+        rule_slot& slot = slots_[entry.rule];
+        if (!entry.dynamic) {
+            auto state = std::make_unique<dynamic_state>();
+            std::string problem;
+            state->scorer = make_detector(*slot.def->dynamic, problem);
+            if (!state->scorer) {
+                // The loader builds a detector from the same spec, so this means a bug.
+                ++detector_failures_;
+                return;
+            }
+            state->owner = slot.def;
+            entry.dynamic = std::move(state);
+            ++warming_up_;
+            ++slot.warming_up;
+        }
+        dynamic_state& dyn = *entry.dynamic;
+        const std::uint64_t adaptations_before = dyn.scorer->adaptations();
+        dyn.last = dyn.scorer->score(t, v);
+        entry.value = v;
+        entry.last_sample_at = t;
+        if (dyn.last.ready == dyn.warming_up) {
+            dyn.warming_up = !dyn.last.ready;
+            const int sign = dyn.warming_up ? 1 : -1;
+            warming_up_ += static_cast<std::size_t>(sign);
+            slot.warming_up += static_cast<std::size_t>(sign);
+        }
+        bool held_out = false;
+        if (dyn.last.ready) {
+            settle(b, s, t, dyn.last.score, resolve_reason::recovered, t);
+            const rule& r = *slot.def;
+            held_out = bindings_[b].state != alert_state::inactive || r.tiers.front().when.holds(dyn.last.score);
+        }
+        dynamic_state& after = *bindings_[b].dynamic;
+        after.scorer->learn(t, v, held_out);
+        baseline_adaptations_ += after.scorer->adaptations() - adaptations_before;
+        const std::size_t bytes = after.scorer->memory_bytes();
+        detector_bytes_ += bytes - after.bytes;
+        after.bytes = bytes;
+        observe(b, s, t, v, &after.last);
+    }
+
+    void observe(std::uint32_t b, std::uint32_t s, time_ms t, double v, const detector_output* out)
+    {
+        if (!observer_) {
+            return;
+        }
+        const binding& entry = bindings_[b];
+        evaluation e;
+        e.def = slots_[entry.rule].def.get();
+        e.series_fingerprint = series_[s].fp;
+        e.at = t;
+        e.value = v;
+        if (out != nullptr) {
+            e.detector = *out;
+        }
+        e.state = entry.state;
+        e.level = entry.level;
+        observer_(e);
     }
 
     // A non-numeric value never fires and never resets timers; under on_non_numeric=no_data
@@ -1041,7 +1186,10 @@ struct engine::impl {
             for (auto& timer : bindings_[b].tiers) {
                 timer = tier_timer{};
             }
+            // The baseline goes with the window: after a gap that counts as missing data the
+            // detector warms up again, in live traffic and in a replay alike.
             drop_window(bindings_[b]);
+            drop_detector(bindings_[b]);
         }
     }
 
@@ -1442,6 +1590,7 @@ struct engine::impl {
 
     void replace_rules(std::shared_ptr<const rule_set> rules)
     {
+        replacing_ = true;
         std::vector<rule_slot> old_slots = std::move(slots_);
         install_rules(rules ? std::move(rules) : std::make_shared<const rule_set>());
         // Old rule index -> index of the new rule with the same name, edited or not.
@@ -1514,6 +1663,7 @@ struct engine::impl {
                 remove_series(s);
             }
         }
+        replacing_ = false;
         recount();
 
         for (const edited_binding& e : edited) {
@@ -1539,6 +1689,17 @@ struct engine::impl {
         if (!same_transform(old_rule.xform, new_rule.xform)) {
             drop_window(entry);
         }
+        if (!same_dynamic(old_rule, new_rule)) {
+            drop_detector(entry);
+        }
+    }
+
+    static bool same_dynamic(const rule& a, const rule& b)
+    {
+        if (a.dynamic.has_value() != b.dynamic.has_value()) {
+            return false;
+        }
+        return !a.dynamic || canonical_text(*a.dynamic) == canonical_text(*b.dynamic);
     }
 
     // Evaluates an alert kept across an edit of its rule against the new rule: with its last
@@ -1557,7 +1718,13 @@ struct engine::impl {
             return;
         }
         std::optional<double> value;
-        if (with_value && is_numeric(entry.value, r)) {
+        if (r.dynamic) {
+            // The tiers of a dynamic rule compare the score, which only exists while the
+            // detector is ready.
+            if (with_value && entry.dynamic && entry.dynamic->last.ready) {
+                value = entry.dynamic->last.score;
+            }
+        } else if (with_value && is_numeric(entry.value, r)) {
             value = entry.value;
         }
         settle(b, s, entry.last_sample_at, value, resolve_reason::rule_changed, now);
@@ -1841,6 +2008,7 @@ struct engine::impl {
         bytes += index_.bytes();
         bytes += label_bytes_ + live_series_ * malloc_overhead;
         bytes += window_bytes_;
+        bytes += detector_bytes_;
         bytes += scratch_.capacity() * sizeof(double);
         bytes += slots_.capacity() * sizeof(rule_slot);
         bytes += by_metric_.bucket_count() * sizeof(void*);
@@ -1867,6 +2035,9 @@ struct engine::impl {
         st.alert_limit_rejections = alert_limit_rejections_;
         st.state_bytes = state_bytes();
         st.label_bytes = label_bytes_;
+        st.warming_up = warming_up_;
+        st.baseline_adaptations = baseline_adaptations_;
+        st.detector_bytes = detector_bytes_;
         return st;
     }
 
@@ -1879,6 +2050,7 @@ struct engine::impl {
             rs.name = slot.def->name;
             rs.group = slot.def->group;
             rs.series = slot.series;
+            rs.warming_up = slot.warming_up;
             rs.pending = slot.pending;
             rs.firing = slot.firing + slot.no_data;
             rs.limit_exceeded = slot.limit_exceeded;
@@ -1904,6 +2076,12 @@ struct engine::impl {
     std::vector<double> scratch_;
     std::size_t label_bytes_ = 0;
     std::size_t window_bytes_ = 0;
+    std::size_t detector_bytes_ = 0;
+    std::size_t warming_up_ = 0;
+    std::uint64_t baseline_adaptations_ = 0;
+    std::uint64_t detector_failures_ = 0;
+    bool replacing_ = false; // inside replace_rules()
+    std::function<void(const evaluation&)> observer_;
 
     std::size_t pending_total_ = 0;
     std::size_t firing_total_ = 0;
@@ -1965,5 +2143,7 @@ std::vector<persisted_alert> engine::persisted_state() const { return impl_->per
 engine_stats engine::stats() const { return impl_->stats(); }
 
 std::vector<rule_stats> engine::rule_statistics() const { return impl_->rule_statistics(); }
+
+void engine::set_observer(std::function<void(const evaluation&)> observer) { impl_->observer_ = std::move(observer); }
 
 } // namespace tocsin

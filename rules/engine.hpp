@@ -9,7 +9,9 @@
 // member function.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +40,9 @@ struct alert_snapshot {
     time_ms last_sample_at = 0; // sample time of the last evaluated value
     bool no_data = false;       // a no-data alert raised by no_data_action::alert
     std::string reason;         // why it resolved: "", "recovered", "missing_series", "rule_removed", "rule_changed"
+    // Dynamic rules: what the value was measured against when the event was made. `value`
+    // stays the series' value; the tiers compared `score`.
+    std::optional<detector_output> explanation;
 };
 
 // Everything needed to bring an alert back after a restart, with its timers.
@@ -110,6 +115,7 @@ struct rule_stats {
     std::string name;
     std::string group;
     std::size_t series = 0;
+    std::size_t warming_up = 0; // dynamic rules: series whose baseline is not ready yet
     std::size_t pending = 0;
     std::size_t firing = 0; // no-data alerts included
     bool limit_exceeded = false; // per_rule_max_alerts was hit; the rule's alerts are held back
@@ -128,8 +134,22 @@ struct engine_stats {
     std::uint64_t too_old_samples = 0;
     std::uint64_t series_limit_rejections = 0;
     std::uint64_t alert_limit_rejections = 0;
+    std::size_t warming_up = 0;        // bindings of dynamic rules whose baseline is not ready yet
+    std::uint64_t baseline_adaptations = 0; // baselines rebuilt after a sustained shift
+    std::size_t detector_bytes = 0;    // the part of state_bytes taken by detectors
     std::size_t state_bytes = 0; // estimated bytes of engine state, label strings included
     std::size_t label_bytes = 0; // the part of state_bytes taken by packed series label buffers
+};
+
+// One value evaluated by one rule on one series, as backtests and charts need it.
+struct evaluation {
+    const rule* def = nullptr;
+    std::uint64_t series_fingerprint = 0; // label_set::fingerprint() of the series, __name__ included
+    time_ms at = 0;
+    double value = 0;                      // after the rule's transform
+    std::optional<detector_output> detector; // dynamic rules only
+    alert_state state = alert_state::inactive; // after this value
+    severity level = severity::warning;
 };
 
 class engine {
@@ -179,6 +199,10 @@ public:
     std::vector<alert_snapshot> alerts() const;
     // Durable form of every pending and firing alert.
     std::vector<persisted_alert> persisted_state() const;
+
+    // Calls `observer` for every value a rule evaluates, after the alert state has moved.
+    // Backtests use it; an empty function (the default) turns it off.
+    void set_observer(std::function<void(const evaluation&)> observer);
 
     engine_stats stats() const;
     std::vector<rule_stats> rule_statistics() const;

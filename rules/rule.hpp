@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "rules/detector.hpp"
 #include "rules/matcher.hpp"
 #include "rules/template.hpp"
 
@@ -91,6 +92,9 @@ struct rule {
     std::string metric; // required __name__ of the selected series
     std::vector<label_matcher> matchers;
     transform xform;
+    // A dynamic rule scores each value against a baseline of its series; its tiers then compare
+    // the score (for example "> 3" sigma), not the value.
+    std::optional<detector_spec> dynamic;
     std::vector<tier> tiers; // ascending severity, at least one
 
     std::vector<std::pair<std::string, text_template>> labels;

@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "rules/duration.hpp"
+#include "rules/dynamic_loader.hpp"
 #include "rules/expr.hpp"
 #include "rules/file_read.hpp"
 #include "rules/labels.hpp"
@@ -92,6 +93,8 @@ private:
     void load_tiers(const YAML::Node& node, rule& r, milliseconds default_for, milliseconds default_keep);
     void check_tier_order(const std::vector<std::pair<tier, YAML::Mark>>& tiers);
     std::optional<condition> load_condition(const YAML::Node& node, std::string_view field);
+    // A tier condition; in a dynamic rule a bare number n means "> n".
+    std::optional<condition> load_tier_condition(const YAML::Node& node, std::string_view field);
     void load_templates(const YAML::Node& node, std::string_view field, bool labels,
                         std::vector<std::pair<std::string, text_template>>& out);
     void load_no_data(const YAML::Node& node, rule& r);
@@ -101,6 +104,7 @@ private:
     std::vector<std::string_view> lines_;
     std::string file_;
     yaml::checker check_;
+    bool dynamic_rule_ = false; // the rule being loaded has a dynamic block
 };
 
 std::vector<rule_group> rule_file_loader::load()
@@ -192,8 +196,8 @@ std::shared_ptr<rule> rule_file_loader::load_rule(const YAML::Node& node, const 
         return nullptr;
     }
     check_.check_keys(node, "rule",
-                      {"alert", "expr", "for", "keep_firing_for", "tiers", "labels", "annotations", "no_data",
-                       "on_non_numeric", "fire_on_infinity", "extrapolate"});
+                      {"alert", "expr", "for", "keep_firing_for", "tiers", "dynamic", "labels", "annotations",
+                       "no_data", "on_non_numeric", "fire_on_infinity", "extrapolate"});
 
     auto r = std::make_shared<rule>();
     r->group = group;
@@ -233,13 +237,36 @@ std::shared_ptr<rule> rule_file_loader::load_rule(const YAML::Node& node, const 
         default_keep = check_.duration(n, "keep_firing_for").value_or(default_keep);
     }
 
+    std::optional<dynamic_block> dynamic;
+    dynamic_rule_ = false;
+    if (const YAML::Node n = yaml::checker::child(node, "dynamic"); n.IsDefined()) {
+        dynamic_rule_ = true;
+        const auto slash = file_.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : file_.substr(0, slash);
+        dynamic = load_dynamic_block(n, dir, check_);
+        if (dynamic) {
+            r->dynamic = dynamic->spec;
+        }
+    }
+
     const YAML::Node tiers = yaml::checker::child(node, "tiers");
-    if (!tiers.IsDefined()) {
-        check_.error(node, fmt::format("missing field \"tiers\" in rule {}; expected at least one of {}, such as "
-                                       "tiers: {{warning: \"> 0.8\"}}",
-                                       promql::quote(r->name), tier_names));
-    } else {
+    if (tiers.IsDefined()) {
         load_tiers(tiers, *r, default_for, default_keep);
+        if (dynamic && dynamic->k) {
+            check_.error(dynamic->k_mark, "dynamic.k and tiers both set the thresholds; keep one: k: 3 is short "
+                                          "for tiers: {warning: \"> 3\"}");
+        }
+    } else if (dynamic && dynamic->k) {
+        tier t;
+        t.level = severity::warning;
+        t.when = condition{compare_op::greater, *dynamic->k};
+        t.for_duration = default_for;
+        t.keep_firing_for = default_keep;
+        r->tiers.push_back(t);
+    } else if (!dynamic_rule_ || dynamic) {
+        check_.error(node, fmt::format("missing field \"tiers\" in rule {}; expected at least one of {}, such as "
+                                       "tiers: {{warning: \"{}\"}}",
+                                       promql::quote(r->name), tier_names, dynamic_rule_ ? "> 3" : "> 0.8"));
     }
 
     if (const YAML::Node n = yaml::checker::child(node, "labels"); n.IsDefined() && !n.IsNull()) {
@@ -347,6 +374,19 @@ std::optional<condition> rule_file_loader::load_condition(const YAML::Node& node
     return c;
 }
 
+std::optional<condition> rule_file_loader::load_tier_condition(const YAML::Node& node, std::string_view field)
+{
+    if (dynamic_rule_ && node.IsScalar()) {
+        const std::string& text = node.Scalar();
+        double value = 0;
+        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(value)) {
+            return condition{compare_op::greater, value};
+        }
+    }
+    return load_condition(node, field);
+}
+
 void rule_file_loader::load_tiers(const YAML::Node& node, rule& r, milliseconds default_for,
                                   milliseconds default_keep)
 {
@@ -387,7 +427,7 @@ void rule_file_loader::load_tiers(const YAML::Node& node, rule& r, milliseconds 
         bool ok = true;
         YAML::Node recover_node;
         if (value.IsScalar()) {
-            auto c = load_condition(value, prefix);
+            auto c = load_tier_condition(value, prefix);
             ok = c.has_value();
             if (c) {
                 t.when = *c;
@@ -400,7 +440,7 @@ void rule_file_loader::load_tiers(const YAML::Node& node, rule& r, milliseconds 
                                                 "condition: \"> 0.9\"",
                                                 *name));
                 ok = false;
-            } else if (auto c = load_condition(cond, prefix + ".condition")) {
+            } else if (auto c = load_tier_condition(cond, prefix + ".condition")) {
                 t.when = *c;
             } else {
                 ok = false;
@@ -707,6 +747,9 @@ std::uint64_t definition_hash_of(const rule& r)
                         to_string(r.no_data.alert_severity));
     text += fmt::format("on_non_numeric={} fire_on_infinity={}\n", static_cast<int>(r.on_non_numeric),
                         r.fire_on_infinity);
+    if (r.dynamic) {
+        text += canonical_text(*r.dynamic) + "\n";
+    }
     return fnv1a(text);
 }
 

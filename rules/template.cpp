@@ -292,20 +292,25 @@ bool action_parser::parse_operand(std::size_t& i, std::size_t end, text_template
         if (dot != std::string_view::npos) {
             rest = path.substr(dot + 1);
         }
-        const bool is_value = root == "$value" || root == ".Value";
+        // $score and $baseline are what a dynamic rule measured; NaN for other rules.
+        const bool is_score = root == "$score";
+        const bool is_baseline = root == "$baseline";
+        const bool is_value = root == "$value" || root == ".Value" || is_score || is_baseline;
         const bool is_labels = root == "$labels" || root == ".Labels";
         if (!is_value && !is_labels) {
             const bool is_variable = t.what == token::kind::variable;
-            error = fmt::format("unknown {} \"{}\" {}; expected $labels or $value (or .Labels, .Value)",
+            error = fmt::format("unknown {} \"{}\" {}; expected $labels, $value, $score or $baseline (or .Labels, "
+                                ".Value)",
                                 is_variable ? "variable" : "field", root, at(t.offset));
             return false;
         }
         if (is_value) {
             if (!rest.empty()) {
-                error = fmt::format("$value has no field \"{}\" {}; $value is a number", rest, at(t.offset));
+                error = fmt::format("{} has no field \"{}\" {}; {} is a number", root, rest, at(t.offset), root);
                 return false;
             }
             out.what = text_template::piece::kind::value;
+            out.text = is_score ? "score" : is_baseline ? "baseline" : "";
             ++i;
             return true;
         }
@@ -579,7 +584,7 @@ bool text_template::parse(std::string_view source, text_template& out, std::stri
     return true;
 }
 
-std::string text_template::render(const label_set& labels, double value) const
+std::string text_template::render(const label_set& labels, double sample_value, double score, double baseline) const
 {
     std::string out;
     for (const auto& p : pieces_) {
@@ -587,7 +592,8 @@ std::string text_template::render(const label_set& labels, double value) const
         case piece::kind::literal:
             out += p.text;
             break;
-        case piece::kind::value:
+        case piece::kind::value: {
+            const double value = p.text == "score" ? score : p.text == "baseline" ? baseline : sample_value;
             if (p.function == "printf") {
                 std::string ignored;
                 auto f = split_printf(p.format, ignored);
@@ -596,6 +602,7 @@ std::string text_template::render(const label_set& labels, double value) const
                 out += apply_function(p.function, value);
             }
             break;
+        }
         case piece::kind::label: {
             const std::string_view label_value = labels.get(p.text);
             if (p.function == "printf") {

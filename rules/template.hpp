@@ -3,9 +3,11 @@
 //   {{ $labels.instance }}   {{ index $labels "service.name" }}   {{ $value }}
 //   {{ $value | humanize }}  humanize1024, humanizePercentage, humanizeDuration
 //   {{ printf "%.2f" $value }}
+//   {{ $score }} {{ $baseline }}   what a dynamic rule measured the value against
 // Templates are parsed when rules load, so an unknown variable or function is a load error,
 // never a failure at send time.
 
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +22,11 @@ public:
     // bad part and the column within the template.
     static bool parse(std::string_view source, text_template& out, std::string& error);
 
-    // Renders with the alert's labels and value. Missing labels render as "".
-    std::string render(const label_set& labels, double value) const;
+    // Renders with the alert's labels and value, and for dynamic rules the score and baseline
+    // ($score, $baseline; NaN otherwise). Missing labels render as "".
+    std::string render(const label_set& labels, double value,
+                       double score = std::numeric_limits<double>::quiet_NaN(),
+                       double baseline = std::numeric_limits<double>::quiet_NaN()) const;
 
     const std::string& source() const { return source_; }
     bool is_literal() const;
@@ -35,7 +40,7 @@ private:
 
 struct text_template::piece {
     enum class kind { literal, label, value } what = kind::literal;
-    std::string text;        // literal text, or the label name
+    std::string text;        // literal text, the label name, or for value: "", "score" or "baseline"
     std::string function;    // "", humanize, humanize1024, humanizePercentage, humanizeDuration, printf
     std::string format;      // printf format
 };

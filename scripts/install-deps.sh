@@ -9,7 +9,7 @@ packages=(
   # libraries
   libboost1.81-dev libboost-url1.81-dev libssl-dev nlohmann-json3-dev libyaml-cpp-dev
   libre2-dev libspdlog-dev libfmt-dev libcli11-dev libsystemd-dev libprotobuf-dev
-  protobuf-compiler libsnappy-dev libsqlite3-dev libhiredis-dev libcpp-httplib-dev catch2
+  protobuf-compiler libsnappy-dev libsqlite3-dev libhiredis-dev libcpp-httplib-dev catch2 libhowardhinnant-date-dev tzdata
   # test and demo peers
   prometheus prometheus-node-exporter redis-server curl openssl python3 systemd
 )

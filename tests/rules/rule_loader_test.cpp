@@ -231,7 +231,7 @@ TEST_CASE("rule loader rejects unknown fields")
 {
     CHECK(only_error(one_rule("        expr: up\n        fro: 5m\n        tiers: {warning: '> 1'}\n")) ==
           "r.yaml:6:9: unknown field \"fro\" in rule; expected one of: alert, expr, for, keep_firing_for, tiers, "
-          "labels, annotations, no_data, on_non_numeric, fire_on_infinity, extrapolate");
+          "dynamic, labels, annotations, no_data, on_non_numeric, fire_on_infinity, extrapolate");
     CHECK_THAT(only_error("groups:\n  - name: g\n    interval: 1m\n    rules: []\n"),
                Catch::StartsWith("r.yaml:3:5: unknown field \"interval\" in group; expected one of: name, rules"));
     const auto misspelled = load_errors("group:\n  - name: g\n");

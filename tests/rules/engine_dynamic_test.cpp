@@ -1,0 +1,249 @@
+// Dynamic rules through the whole engine: rule text in, alerts and explanations out.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "rules/engine.hpp"
+#include "rules/rule_loader.hpp"
+
+using namespace tocsin;
+using kind = alert_event::kind;
+
+namespace {
+
+constexpr time_ms second = 1000;
+constexpr time_ms minute = 60 * second;
+
+std::shared_ptr<const rule_set> load(const std::string& text)
+{
+    diagnostics diags;
+    auto groups = load_rule_text(text, "dynamic.yaml", diags);
+    INFO(diags.to_string());
+    REQUIRE(diags.empty());
+    return make_rule_set(std::move(groups));
+}
+
+std::string load_error(const std::string& text)
+{
+    diagnostics diags;
+    load_rule_text(text, "dynamic.yaml", diags);
+    return diags.to_string();
+}
+
+std::string rule_text(const std::string& dynamic, const std::string& extra = "")
+{
+    return "groups:\n"
+           "  - name: g\n"
+           "    rules:\n"
+           "      - alert: QueueAnomaly\n"
+           "        expr: queue_depth\n"
+           "        for: 2m\n"
+           "        no_data: {timeout: 10m}\n"
+           "        dynamic: " +
+           dynamic + "\n" + extra;
+}
+
+const std::string flat_baseline_rule =
+    rule_text("{type: mean_sigma, window: 1h, baseline_lag: 5m, sigma_floor: 1.0, min_samples: 30, k: 3}");
+
+struct harness {
+    explicit harness(std::shared_ptr<const rule_set> rules) : eng(std::move(rules), engine_limits{}, clock) {}
+
+    void push(time_ms t, double value)
+    {
+        clock.set_ms(t);
+        const label_view labels[] = {{"__name__", "queue_depth"}, {"job", "worker"}};
+        REQUIRE(eng.ingest(labels, t, value) == ingest_status::accepted);
+        for (auto& e : eng.take_events()) {
+            events.push_back(std::move(e));
+        }
+    }
+
+    std::size_t warming_up() const { return eng.rule_statistics().at(0).warming_up; }
+
+    manual_clock clock;
+    engine eng;
+    std::vector<alert_event> events;
+};
+
+std::string annotation(const alert_snapshot& a, const std::string& name)
+{
+    for (const auto& [key, value] : a.annotations) {
+        if (key == name) {
+            return value;
+        }
+    }
+    return "<none>";
+}
+
+} // namespace
+
+TEST_CASE("dynamic rule with a flat baseline warms up, scores 0 and fires on a shift with a finite score")
+{
+    harness h(load(flat_baseline_rule));
+    const time_ms step = 15 * second;
+    std::size_t warming_samples = 0;
+    for (time_ms t = 0; t < 60 * minute; t += step) {
+        h.push(t, 100);
+        if (h.warming_up() == 1) {
+            ++warming_samples;
+        }
+    }
+    // The baseline [t - 1h, t - 5m) first holds 30 samples at 12m30s, the 51st sample.
+    CHECK(warming_samples == 50);
+    CHECK(h.warming_up() == 0);
+    CHECK(h.events.empty());
+
+    for (time_ms t = 60 * minute; t <= 62 * minute; t += step) {
+        h.push(t, 150);
+    }
+    REQUIRE(h.events.size() == 2);
+    CHECK(h.events[0].what == kind::pending);
+    CHECK(h.events[0].alert.active_at == 60 * minute);
+    const alert_event& fired = h.events[1];
+    CHECK(fired.what == kind::firing);
+    CHECK(fired.alert.fired_at == 62 * minute);
+    CHECK(fired.alert.value == 150);
+    REQUIRE(fired.alert.explanation.has_value());
+    CHECK(fired.alert.explanation->score == 50.0);
+    CHECK(fired.alert.explanation->baseline == 100.0);
+    CHECK(annotation(fired.alert, "score") == "50");
+    CHECK(annotation(fired.alert, "baseline") == "100");
+    CHECK(annotation(fired.alert, "band") == "97 to 103");
+    CHECK(annotation(fired.alert, "detector") == "mean_sigma");
+}
+
+TEST_CASE("dynamic rule keeps firing samples out of its baseline")
+{
+    harness h(load(flat_baseline_rule));
+    const time_ms step = 15 * second;
+    time_ms t = 0;
+    for (; t < 60 * minute; t += step) {
+        h.push(t, 100);
+    }
+    // Two hours of the shifted level: had the baseline taken it in, the score would fall to 0
+    // and the alert would resolve.
+    for (; t < 180 * minute; t += step) {
+        h.push(t, 150);
+    }
+    for (const auto& e : h.events) {
+        UNSCOPED_INFO(to_string(e.what) << " at " << e.alert.last_sample_at / minute << " reason " << e.alert.reason
+                                        << " score " << (e.alert.explanation ? e.alert.explanation->score : -1));
+    }
+    REQUIRE(h.events.size() == 2);
+    CHECK(h.events[1].what == kind::firing);
+    CHECK(h.eng.alerts().size() == 1);
+    CHECK(h.eng.stats().baseline_adaptations == 0);
+}
+
+TEST_CASE("dynamic rule accepts a sustained shift as the new normal after adapt_after")
+{
+    harness h(load(rule_text("{type: mean_sigma, window: 1h, baseline_lag: 5m, sigma_floor: 1.0, "
+                             "min_samples: 30, k: 3, adapt_after: 30m}")));
+    const time_ms step = 15 * second;
+    time_ms t = 0;
+    for (; t < 60 * minute; t += step) {
+        h.push(t, 100);
+    }
+    for (; t < 24 * 60 * minute; t += step) {
+        h.push(t, 150);
+    }
+    // One shift: one alert that fires and then resolves once the shift is the baseline.
+    std::vector<kind> kinds;
+    for (const auto& e : h.events) {
+        kinds.push_back(e.what);
+    }
+    CHECK(kinds == std::vector<kind>{kind::pending, kind::firing, kind::resolved});
+    CHECK(h.eng.alerts().empty());
+    CHECK(h.eng.stats().baseline_adaptations == 1);
+    REQUIRE(h.events.size() == 3);
+    CHECK(h.events[2].alert.resolved_at >= 90 * minute);
+    CHECK(h.events[2].alert.resolved_at <= 92 * minute);
+}
+
+TEST_CASE("dynamic rule reports every evaluation to the observer")
+{
+    harness h(load(flat_baseline_rule));
+    std::vector<evaluation> seen;
+    h.eng.set_observer([&](const evaluation& e) { seen.push_back(e); });
+    h.push(0, 100);
+    h.push(15 * second, 100);
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1].value == 100);
+    REQUIRE(seen[1].detector.has_value());
+    CHECK_FALSE(seen[1].detector->ready);
+    CHECK(seen[1].def->name == "QueueAnomaly");
+    CHECK(seen[1].state == alert_state::inactive);
+}
+
+TEST_CASE("dynamic rule keeps its baseline across a reload of the same rule and restarts it after an edit")
+{
+    harness h(load(flat_baseline_rule));
+    const time_ms step = 15 * second;
+    time_ms t = 0;
+    for (; t < 20 * minute; t += step) {
+        h.push(t, 100);
+    }
+    REQUIRE(h.warming_up() == 0);
+
+    h.eng.replace_rules(load(flat_baseline_rule));
+    h.push(t, 100);
+    t += step;
+    CHECK(h.warming_up() == 0);
+
+    h.eng.replace_rules(load(
+        rule_text("{type: mean_sigma, window: 2h, baseline_lag: 5m, sigma_floor: 1.0, min_samples: 30, k: 3}")));
+    h.push(t, 100);
+    CHECK(h.warming_up() == 1);
+    CHECK(h.eng.stats().warming_up == 1);
+}
+
+TEST_CASE("dynamic rule tiers take bare numbers as score thresholds")
+{
+    auto rules = load(rule_text("{type: ewma, half_life: 1h}",
+                                "        tiers:\n          warning: 3\n          critical: {condition: 4, for: 0s}\n"));
+    const rule& r = *rules->rules.at(0);
+    REQUIRE(r.dynamic.has_value());
+    CHECK(r.dynamic->kind == detector_kind::ewma);
+    REQUIRE(r.tiers.size() == 2);
+    CHECK(r.tiers[0].when.op == compare_op::greater);
+    CHECK(r.tiers[0].when.threshold == 3);
+    CHECK(r.tiers[1].when.threshold == 4);
+}
+
+TEST_CASE("dynamic block errors name the key and the fix")
+{
+    CHECK_THAT(load_error(rule_text("{type: zscore}")),
+               Catch::Contains("unknown dynamic.type \"zscore\"; expected one of mean_sigma"));
+    CHECK_THAT(load_error(rule_text("{type: ewma, window: 1h, k: 3}")),
+               Catch::Contains("dynamic.window does not apply to type ewma; it is read by mean_sigma"));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma, window: 5m, baseline_lag: 5m, k: 3}")),
+               Catch::Contains("is not shorter than window"));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma, k: 3, sigma_floor: -1}")),
+               Catch::Contains("dynamic.sigma_floor -1 is out of range"));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma}")), Catch::Contains("missing field \"tiers\""));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma, k: 3}", "        tiers: {warning: 3}\n")),
+               Catch::Contains("dynamic.k and tiers both set the thresholds"));
+    CHECK_THAT(load_error(rule_text("{type: seasonal, timezone: Mars/Olympus, k: 3}")),
+               Catch::Contains("Mars/Olympus"));
+    CHECK_THAT(load_error(rule_text("{type: baseline, value: 0, k: 3}")), Catch::Contains("divides by zero"));
+}
+
+TEST_CASE("dynamic rule annotations can use the score and the baseline")
+{
+    auto rules = load(rule_text("{type: mean_sigma, window: 1h, sigma_floor: 1.0, min_samples: 5, k: 3}",
+                                "        annotations:\n"
+                                "          summary: 'depth {{ $value }} is {{ $score }} sigma from {{ $baseline }}'\n"));
+    harness h(rules);
+    time_ms t = 0;
+    for (; t < 10 * minute; t += minute) {
+        h.push(t, 100);
+    }
+    for (; t < 14 * minute; t += minute) {
+        h.push(t, 110);
+    }
+    REQUIRE_FALSE(h.events.empty());
+    CHECK(annotation(h.events.back().alert, "summary") == "depth 110 is 10 sigma from 100");
+}
