@@ -173,8 +173,16 @@ std::string rules_json(const rule_set& rules, const std::vector<rule_stats>& sta
             if (active != nullptr) {
                 item["override"] = override_item(*active, *file_rule);
             }
+            if (r->dynamic) {
+                const detector_spec& d = *r->dynamic;
+                item["dynamic"] = {{"type", to_string(d.kind)}, {"minSamples", d.min_samples}};
+            }
             if (auto it = stats_by_rule.find(r->name); it != stats_by_rule.end()) {
                 item["series"] = it->second->series;
+                if (r->dynamic) {
+                    // Series whose baseline is not ready yet: they cannot fire until it is.
+                    item["warmingUp"] = it->second->warming_up;
+                }
                 if (it->second->limit_exceeded) {
                     item["health"] = "err";
                     item["lastError"] = "alert limit exceeded: more alerts than limits.per_rule_max_alerts; "

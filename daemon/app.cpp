@@ -1033,6 +1033,11 @@ std::string daemon_app::render_metrics()
     w.sample("tocsin_series_limit_rejections_total", static_cast<double>(stats.series_limit_rejections));
     w.family("tocsin_engine_state_bytes", "gauge", "Estimated memory held by the rule engine.");
     w.sample("tocsin_engine_state_bytes", static_cast<double>(stats.state_bytes));
+    w.family("tocsin_detector_bytes", "gauge", "The part of tocsin_engine_state_bytes held by detectors of dynamic rules.");
+    w.sample("tocsin_detector_bytes", static_cast<double>(stats.detector_bytes));
+    w.family("tocsin_baseline_adaptations_total", "counter",
+             "Baselines of dynamic rules rebuilt after a shift lasted adapt_after.");
+    w.sample("tocsin_baseline_adaptations_total", static_cast<double>(stats.baseline_adaptations));
 
     auto rule_stats = engine_.rule_statistics();
     w.family("tocsin_rules", "gauge", "Rules loaded.");
@@ -1040,6 +1045,19 @@ std::string daemon_app::render_metrics()
     w.family("tocsin_rule_alert_limit_exceeded", "gauge", "1 when a rule has more alerts than limits.per_rule_max_alerts.");
     for (const auto& r : rule_stats) {
         w.sample("tocsin_rule_alert_limit_exceeded", {{"rule", r.name}}, r.limit_exceeded ? 1 : 0);
+    }
+    w.family("tocsin_rule_series_warming_up", "gauge",
+             "Series of a dynamic rule whose baseline holds fewer than min_samples values; they cannot fire yet.");
+    for (const auto& r : engine_.rules().rules) {
+        if (!r->dynamic) {
+            continue;
+        }
+        for (const auto& st : rule_stats) {
+            if (st.name == r->name) {
+                w.sample("tocsin_rule_series_warming_up", {{"rule", st.name}}, static_cast<double>(st.warming_up));
+                break;
+            }
+        }
     }
     write_override_metrics(w);
 

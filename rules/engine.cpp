@@ -381,6 +381,7 @@ struct dynamic_state {
     std::unique_ptr<detector> scorer;
     detector_output last;   // the output for the last value scored
     bool warming_up = true; // counted in rule_slot::warming_up
+    time_ms last_held_out = no_time; // sample time of the last value held out for its own sake
     std::size_t bytes = 0;  // scorer->memory_bytes() when last counted
 };
 
@@ -1099,12 +1100,28 @@ struct engine::impl {
             held_out = bindings_[b].state != alert_state::inactive || r.tiers.front().when.holds(dyn.last.score);
         }
         dynamic_state& after = *bindings_[b].dynamic;
+        // A noisy shift dips below the threshold now and then. Values within the grace time
+        // after the last anomalous one are held out too, so such a shift stays one run of
+        // held-out values (and adapt_after can end it) instead of feeding the baseline in bits.
+        if (held_out) {
+            after.last_held_out = t;
+        } else if (after.last_held_out != no_time && after.last.ready &&
+                   t - after.last_held_out <= hold_out_grace(*slot.def)) {
+            held_out = true;
+        }
         after.scorer->learn(t, v, held_out);
         baseline_adaptations_ += after.scorer->adaptations() - adaptations_before;
         const std::size_t bytes = after.scorer->memory_bytes();
         detector_bytes_ += bytes - after.bytes;
         after.bytes = bytes;
         observe(b, s, t, v, &after.last);
+    }
+
+    // The grace time after an anomalous value: the lowest tier's `for` or the baseline lag,
+    // whichever is longer.
+    static time_ms hold_out_grace(const rule& r)
+    {
+        return std::max(r.tiers.front().for_duration.count(), r.dynamic->lag.count());
     }
 
     void observe(std::uint32_t b, std::uint32_t s, time_ms t, double v, const detector_output* out)

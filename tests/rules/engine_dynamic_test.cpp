@@ -247,3 +247,28 @@ TEST_CASE("dynamic rule annotations can use the score and the baseline")
     REQUIRE_FALSE(h.events.empty());
     CHECK(annotation(h.events.back().alert, "summary") == "depth 110 is 10 sigma from 100");
 }
+
+TEST_CASE("dynamic rule treats a noisy shift that dips below the threshold as one run")
+{
+    harness h(load(rule_text("{type: mean_sigma, window: 1h, baseline_lag: 5m, sigma_floor: 1.0, "
+                             "min_samples: 30, k: 3, adapt_after: 30m}")));
+    detector_output last;
+    h.eng.set_observer([&](const evaluation& e) {
+        if (e.detector) {
+            last = *e.detector;
+        }
+    });
+    const time_ms step = 15 * second;
+    time_ms t = 0;
+    for (; t < 60 * minute; t += step) {
+        h.push(t, 100);
+    }
+    // Every fourth value is back at the old level: without the grace time those values would
+    // enter the baseline, break the run of held-out values and keep adapt_after from ending it.
+    for (int i = 0; t < 120 * minute; t += step, ++i) {
+        h.push(t, i % 4 == 3 ? 101 : 110);
+    }
+    CHECK(h.eng.stats().baseline_adaptations == 1);
+    CHECK(last.baseline > 105);
+    CHECK(h.eng.alerts().empty());
+}
