@@ -17,10 +17,11 @@
 #                     default: ../shared/data/nab beside the checkout
 #   --tools DIR       folder holding nab_score.py; default: ../shared/tools beside the checkout
 #   --rules FILE      default: bench/nab/rules.yaml
-#   --out DIR         samples, detections and scores; default: a new /tmp/tocsin-nab.XXXX
+#   --out DIR         folder for samples, detections and scores; default: a new
+#                     /tmp/tocsin-nab.XXXX
 #   after --          further arguments for nab_score.py, such as `--count rows`
-# The NAB data and scorer are not part of the repository. Without them the script prints
-# "skipped: ..." and exits 0.
+# The NAB data and scorer are not part of the repository.
+# "skipped: ..." is printed, with exit status 0, when they are missing.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,11 +60,11 @@ if [ ! -f "$tools/nab_score.py" ]; then
   exit 0
 fi
 if [ ! -x "$tocsinctl" ]; then
-  echo "run-nab.sh: no tocsinctl at $tocsinctl; build the Release target tocsinctl or pass --tocsinctl" >&2
+  echo "run-nab.sh: tocsinctl not found at $tocsinctl; build the Release target tocsinctl or pass --tocsinctl" >&2
   exit 2
 fi
 if [ ! -f "$rules" ]; then
-  echo "run-nab.sh: no rules file at $rules; pass --rules" >&2
+  echo "run-nab.sh: rules file not found at $rules; pass --rules" >&2
   exit 2
 fi
 if [ -z "$out" ]; then
@@ -85,8 +86,8 @@ for rel in "${files[@]}"; do
   samples=$((samples + rows - 1)) # minus the header
 done
 
-# Backtest every file; the loop's CPU time is the time of the tocsinctl processes. Messages go
-# to fd 3 (the script's stderr), because stderr of the loop carries the time.
+# Backtests every file. The loop's CPU time is that of the tocsinctl processes. Messages go to
+# fd 3 (the script's stderr), because the loop's stderr carries the time.
 exec 3>&2
 backtest_all() {
   for rel in "${files[@]}"; do
@@ -109,7 +110,7 @@ for rel in "${files[@]}"; do
   parts=("$out/samples/$rel"/*.csv)
   shopt -u nullglob
   if [ ${#parts[@]} -eq 0 ]; then
-    echo "run-nab.sh: no samples CSV for $rel; does a rule in $rules select expr: nab?" >&2
+    echo "run-nab.sh: samples CSV missing for $rel; check that a rule in $rules selects expr: nab" >&2
     exit 1
   fi
   python3 "$here/to_detections.py" --data "$data/data/$rel" "$out/detections/$rel" "${parts[@]}"

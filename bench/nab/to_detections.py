@@ -13,11 +13,11 @@ more rules) and writes timestamp,alert,score for nab_score.py:
 
 The samples files must have the same rows, in the same order, with the same
 timestamp text. The output has one row per row of the data file, as
-nab_score.py requires. Some NAB files repeat timestamps or step back in time
-(11 rows at a daylight saving change, an hour recorded twice); the backtest
-skips those rows (--skip-bad-rows), and a skipped row here takes the state of
-the row before it, as the alert did not change without a sample. Any other
-difference stops the script with exit status 2.
+nab_score.py requires. Some NAB files repeat timestamps (11 rows at a daylight
+saving change) or record an hour twice. The backtest skips those rows
+(--skip-bad-rows), so here a skipped row takes the state of the row before it:
+without a sample the alert cannot change. Any other difference stops the
+script with exit status 2.
 
 Usage: to_detections.py --data DATA.csv OUTPUT.csv SAMPLES.csv [SAMPLES.csv ...]
 Standard library only.
@@ -29,31 +29,31 @@ import sys
 
 
 class ConversionError(Exception):
-    """A samples file that cannot be merged; reported without a traceback."""
+    """A samples file that cannot be merged. main() prints it without a traceback."""
 
 
 def read_samples(path):
-    """Returns [(timestamp, firing, score or None)] for one samples file."""
+    """Read one samples file as [(timestamp, firing, score or None)]."""
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            raise ConversionError(f"{path}: empty file; expected a header row")
+            raise ConversionError(f"{path}: empty file, header row missing; pass a file written by --samples-csv")
         try:
             col_time = header.index("timestamp")
             col_score = header.index("score")
             col_state = header.index("state")
         except ValueError:
             raise ConversionError(
-                f"{path}: header {header} lacks timestamp, score or state; "
+                f"{path}: column timestamp, score or state missing in header {header}; "
                 "pass files written by tocsinctl backtest --samples-csv") from None
         for line_no, row in enumerate(reader, start=2):
             if not row:
                 continue
             stamp = row[col_time]
-            # A row with nothing after the timestamp is a sample the rule did
-            # not evaluate: not firing, no score.
+            # A row with nothing after the timestamp is a sample that the rule
+            # did not evaluate, so it is not firing and has no score.
             state = row[col_state] if len(row) > col_state else ""
             text = row[col_score] if len(row) > col_score else ""
             score = None
@@ -62,7 +62,7 @@ def read_samples(path):
                     score = float(text)
                 except ValueError:
                     raise ConversionError(
-                        f"{path}:{line_no}: score {text!r} is not a number") from None
+                        f"{path}:{line_no}: invalid score {text!r}; expected a number") from None
                 if math.isnan(score):
                     score = None
             rows.append((stamp, state == "firing", score))
@@ -70,7 +70,7 @@ def read_samples(path):
 
 
 def merge(paths):
-    """Returns [(timestamp, alert, score)] over all rules, row by row."""
+    """Merge the rows of all rules into [timestamp, alert, score] rows."""
     merged = None
     first = None
     for path in paths:
@@ -81,7 +81,7 @@ def merge(paths):
             continue
         if len(rows) != len(merged):
             raise ConversionError(
-                f"{path}: {len(rows)} rows but {first} has {len(merged)}; "
+                f"{path}: {len(rows)} rows, but {first} has {len(merged)}; "
                 "pass the files of one backtest run")
         for i, (stamp, firing, score) in enumerate(rows):
             entry = merged[i]
@@ -96,7 +96,7 @@ def merge(paths):
 
 
 def read_data_timestamps(path):
-    """Returns the timestamp text of every data row (the header skipped)."""
+    """Read the timestamp text of every data row, without the header."""
     with open(path, newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.reader(handle) if row]
     if rows and rows[0] and rows[0][0].strip().lower() == "timestamp":
@@ -105,11 +105,11 @@ def read_data_timestamps(path):
 
 
 def align(data_path, merged):
-    """Returns one (timestamp, alert, score) per data row.
+    """Return one (timestamp, alert, score) per data row.
 
-    Walks the data rows and the evaluated rows together: a data row whose
-    timestamp text equals the next evaluated row takes its state; any other
-    data row was skipped by the backtest and repeats the previous state.
+    A data row whose timestamp text equals the next evaluated row takes that
+    row's state. Any other data row was skipped by the backtest, so it repeats
+    the previous state.
     """
     stamps = read_data_timestamps(data_path)
     aligned = []
@@ -122,7 +122,7 @@ def align(data_path, merged):
         aligned.append((stamp, firing, score))
     if j != len(merged):
         raise ConversionError(
-            f"{data_path}: evaluated row {j + 2} ({merged[j][0]!r}) has no row in the data "
+            f"{data_path}: evaluated row {j + 2} ({merged[j][0]!r}) not found in the data "
             "file; pass the data file that the backtest read")
     return aligned
 
