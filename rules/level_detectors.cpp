@@ -545,7 +545,9 @@ public:
             return;
         }
         run_.add(t, value);
-        if (run_.due(t, spec_.adapt_after)) {
+        // A run shorter than the warm-up would leave the detector warming up again, with the
+        // alert unable to resolve, so it adapts only once it holds min_samples values.
+        if (run_.due(t, spec_.adapt_after) && run_.samples().size() >= spec_.min_samples) {
             // The run's own times count again: the new baseline is [t - window, t - lag) of it.
             window_.rebuild(t - paused_ms_, run_.samples(), paused_ms_);
             run_.clear();
@@ -690,7 +692,8 @@ public:
             run_state_ = ewma_state{};
         }
         run_state_.update_after_gap(t, value, half_life_ms_);
-        if (spec_.adapt_after.count() > 0 && t - *run_start_ >= spec_.adapt_after.count()) {
+        if (spec_.adapt_after.count() > 0 && t - *run_start_ >= spec_.adapt_after.count() &&
+            run_state_.count >= spec_.min_samples) {
             state_ = run_state_;
             run_start_.reset();
             ++adaptations_;

@@ -272,3 +272,25 @@ TEST_CASE("dynamic rule treats a noisy shift that dips below the threshold as on
     CHECK(last.baseline > 105);
     CHECK(h.eng.alerts().empty());
 }
+
+TEST_CASE("dynamic rule adapts only once the shift holds a warm-up's worth of values")
+{
+    harness h(load(rule_text("{type: mean_sigma, window: 1d, min_samples: 100, adapt_after: 1h, k: 5}")));
+    const time_ms step = 5 * minute;
+    time_ms t = 0;
+    for (int i = 0; i < 200; ++i, t += step) {
+        h.push(t, 10);
+    }
+    // The shift lasts adapt_after after 12 values, but adapting then would leave 12 values in
+    // the baseline: the detector would warm up again and the alert could not resolve.
+    for (int i = 0; i < 99; ++i, t += step) {
+        h.push(t, 50);
+        REQUIRE(h.warming_up() == 0);
+    }
+    CHECK(h.eng.stats().baseline_adaptations == 0);
+    h.push(t, 50);
+    t += step;
+    CHECK(h.eng.stats().baseline_adaptations == 1);
+    h.push(t, 50);
+    CHECK(h.eng.alerts().empty());
+}
