@@ -7,6 +7,7 @@
 
 #include "rules/engine.hpp"
 #include "rules/rule_loader.hpp"
+#include "tests/support/test_support.hpp"
 
 using namespace tocsin;
 using kind = alert_event::kind;
@@ -293,4 +294,39 @@ TEST_CASE("dynamic rule adapts only once the shift holds a warm-up's worth of va
     CHECK(h.eng.stats().baseline_adaptations == 1);
     h.push(t, 50);
     CHECK(h.eng.alerts().empty());
+}
+
+TEST_CASE("dynamic rule files: a warm start skips the warm-up and a reference file feeds psi")
+{
+    test::temp_dir dir;
+    std::string history = "timestamp,value\n";
+    for (int i = 0; i < 40; ++i) {
+        history += std::to_string(i * 15) + ",100\n";
+    }
+    dir.write("history.csv", history);
+    dir.write("reference.txt", "value\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n");
+    const std::string rules = rule_text("{type: mean_sigma, window: 1h, sigma_floor: 1.0, k: 3, warm_start: "
+                                        "history.csv}") +
+                              "      - alert: ScoreDrift\n"
+                              "        expr: model_score\n"
+                              "        dynamic: {type: psi, window: 1h, reference_file: reference.txt, bins: 4, min_samples: 5}\n"
+                              "        tiers: {warning: 0.1}\n";
+    const std::string path = dir.write("rules.yaml", rules);
+    diagnostics diags;
+    auto groups = load_rule_file(path, diags);
+    INFO(diags.to_string());
+    REQUIRE(diags.empty());
+    auto set = make_rule_set(std::move(groups));
+    REQUIRE(set->rules.at(1)->dynamic->reference == drift_reference::file);
+    CHECK(set->rules.at(1)->dynamic->reference_data->values.size() == 10);
+
+    harness h(set);
+    h.push(10 * minute, 100);
+    CHECK(h.warming_up() == 0);
+
+    dir.write("history.csv", "timestamp,value\n0,100\n0,101\n");
+    diagnostics bad;
+    load_rule_file(path, bad);
+    CHECK_THAT(bad.to_string(), Catch::Contains("history.csv:3: timestamp"));
+    CHECK_THAT(bad.to_string(), Catch::Contains("sort the rows by time"));
 }
