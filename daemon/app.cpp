@@ -137,6 +137,7 @@ public:
         std::size_t dropped = engine_.restore(*records);
         log_->info("restored {} alerts from {} ({} dropped: rule gone, series no longer selected, or tiers not matched)",
                    records->size() - dropped, config_.main.state_dir, dropped);
+        restore_baselines();
         log_warnings(config_.warnings);
         std::set<std::string> held_rules;
         for (const auto& r : engine_.rule_statistics()) {
@@ -209,6 +210,10 @@ private:
             engine_.tick();
             flush_events();
             report_series_limit();
+            if (config_.main.baseline_snapshot_interval.count() > 0 &&
+                std::chrono::steady_clock::now() >= next_baseline_snapshot_) {
+                save_baselines();
+            }
             schedule_tick();
         });
     }
@@ -276,12 +281,55 @@ private:
             log_->error("cannot save alert state at shutdown: {}", error);
             exit_code_ = 1;
         }
+        if (!save_baselines()) {
+            exit_code_ = 1;
+        }
         signals_.cancel();
         watchdog_timer_.cancel();
         io_.stop();
     }
 
     // ---- persistence ----
+
+    // Gives the detectors of dynamic rules the baselines saved before the restart, so they do
+    // not warm up again. Baselines that cannot be read only cost a warm-up, so the daemon
+    // starts without them.
+    void restore_baselines()
+    {
+        next_baseline_snapshot_ = std::chrono::steady_clock::now() + config_.main.baseline_snapshot_interval;
+        std::string error;
+        std::size_t unreadable = 0;
+        auto saved = store_->load_baselines(unreadable, error);
+        if (!saved) {
+            log_->warn("cannot read detector baselines, dynamic rules warm up again: {}", error);
+            return;
+        }
+        const std::size_t dropped = engine_.restore_baselines(*saved) + unreadable;
+        if (!saved->empty() || unreadable > 0) {
+            log_->info("restored {} detector baselines ({} dropped: rule gone, dynamic block changed, series no "
+                       "longer selected, or state unreadable)",
+                       saved->size() + unreadable - dropped, dropped);
+        }
+    }
+
+    // NOTE: the snapshot runs on the event loop and writes every detector; with many dynamic
+    // series, a longer baseline_snapshot_interval keeps its pauses rare.
+    bool save_baselines()
+    {
+        next_baseline_snapshot_ = std::chrono::steady_clock::now() + config_.main.baseline_snapshot_interval;
+        std::string error;
+        const auto records = engine_.baselines();
+        if (records.empty() && !baselines_saved_) {
+            return true;
+        }
+        if (!store_->replace_baselines(records, error)) {
+            log_->error("cannot save detector baselines: {}", error);
+            return false;
+        }
+        baselines_saved_ = !records.empty();
+        log_->debug("saved {} detector baselines", records.size());
+        return true;
+    }
 
     // Writes the engine's alert changes to the store together with the delivery changes they
     // cause (group timers, notification log, outbox), then starts the sends. Events that fail to
@@ -934,6 +982,8 @@ private:
     std::unique_ptr<http_server> server_;
     std::chrono::microseconds watchdog_interval_{0};
     std::chrono::steady_clock::time_point shutdown_deadline_;
+    std::chrono::steady_clock::time_point next_baseline_snapshot_;
+    bool baselines_saved_ = true; // the store may hold baselines of an earlier run
 
     ingest_counters counters_;
     std::vector<alert_event> unsaved_events_;

@@ -163,7 +163,7 @@ std::optional<loaded_config> config_loader::load()
         }
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
-                           "limits", "auth", "tls", "external_url", "delivery", "state_sync",
+                           "baseline_snapshot_interval", "limits", "auth", "tls", "external_url", "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
                            "mute_time_intervals", "templates"});
@@ -206,6 +206,16 @@ std::optional<loaded_config> config_loader::load()
                     check_.error(n, "tick_interval must be greater than 0; expected for example 1s");
                 } else {
                     config.tick_interval = *d;
+                }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "baseline_snapshot_interval"); n.IsDefined()) {
+            if (auto d = check_.duration(n, "baseline_snapshot_interval")) {
+                if (d->count() < 0) {
+                    check_.error(n, "baseline_snapshot_interval must be at least 0; expected for example 5m, or 0s to "
+                                    "save baselines only at shutdown");
+                } else {
+                    config.baseline_snapshot_interval = *d;
                 }
             }
         }

@@ -60,6 +60,9 @@ struct main_config {
     std::string log_level = "info";
     std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(10)};
     std::chrono::milliseconds tick_interval{std::chrono::seconds(1)};
+    // How often the detectors of dynamic rules are saved to the store, besides at shutdown;
+    // 0 saves them only at shutdown. A crash loses what they learnt since the last save.
+    std::chrono::milliseconds baseline_snapshot_interval{std::chrono::minutes(5)};
     // Base of links back to tocsind in notifications; default http://<listen address>.
     std::string external_url;
     retry_policy delivery; // the `delivery` section: retries and how long to keep trying

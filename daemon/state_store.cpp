@@ -122,6 +122,17 @@ constexpr const char* migrations[] = {
             token_name TEXT NOT NULL
         );
     )sql",
+    // Version 6: snapshots of the detectors of dynamic rules, replaced whole at each snapshot.
+    R"sql(
+        CREATE TABLE baselines (
+            rule_name      TEXT NOT NULL,
+            series         TEXT NOT NULL,    -- JSON object of the series labels, __name__ included
+            spec_hash      INTEGER NOT NULL, -- detector_spec_hash bit cast to signed
+            last_sample_at INTEGER NOT NULL, -- milliseconds since the Unix epoch
+            state          BLOB NOT NULL,    -- detector::save()
+            PRIMARY KEY (rule_name, series)
+        );
+    )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
 
@@ -1288,6 +1299,68 @@ std::optional<std::vector<threshold_override>> state_store::load_overrides(std::
         return std::nullopt;
     }
     return overrides;
+}
+
+} // namespace tocsin
+
+namespace tocsin {
+
+bool state_store::replace_baselines(const std::vector<baseline_record>& records, std::string& error)
+{
+    if (!execute("BEGIN IMMEDIATE", error)) {
+        return false;
+    }
+    bool ok = execute("DELETE FROM baselines", error);
+    sqlite3_stmt* s = ok ? statement("INSERT OR REPLACE INTO baselines (rule_name, series, spec_hash, last_sample_at, "
+                                     "state) VALUES (?, ?, ?, ?, ?)",
+                                     error)
+                         : nullptr;
+    ok = ok && s != nullptr;
+    for (const baseline_record& rec : records) {
+        if (!ok) {
+            break;
+        }
+        bind_text(s, 1, rec.rule_name);
+        bind_text(s, 2, labels_to_json(rec.series));
+        sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(rec.spec_hash));
+        sqlite3_bind_int64(s, 4, rec.last_sample_at);
+        sqlite3_bind_blob(s, 5, rec.state.data(), static_cast<int>(rec.state.size()), SQLITE_TRANSIENT);
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("save the baseline of rule {}", rec.rule_name).c_str());
+            ok = false;
+        }
+    }
+    return commit_or_rollback(ok, error);
+}
+
+std::optional<std::vector<baseline_record>> state_store::load_baselines(std::size_t& unreadable, std::string& error)
+{
+    std::vector<baseline_record> records;
+    unreadable = 0;
+    auto read_baseline = [&](sqlite3_stmt* s) -> std::optional<std::string> {
+        baseline_record rec;
+        rec.rule_name = text_column(s, 0);
+        if (!labels_from_json(text_column(s, 1), rec.series)) {
+            // A baseline is rebuilt by warming up, so a damaged row costs that series its
+            // warm-up and nothing else.
+            ++unreadable;
+            return std::nullopt;
+        }
+        rec.spec_hash = static_cast<std::uint64_t>(sqlite3_column_int64(s, 2));
+        rec.last_sample_at = sqlite3_column_int64(s, 3);
+        const void* blob = sqlite3_column_blob(s, 4);
+        const int size = sqlite3_column_bytes(s, 4);
+        if (blob != nullptr && size > 0) {
+            rec.state.assign(static_cast<const char*>(blob), static_cast<std::size_t>(size));
+        }
+        records.push_back(std::move(rec));
+        return std::nullopt;
+    };
+    if (!read_rows("SELECT rule_name, series, spec_hash, last_sample_at, state FROM baselines", "baselines",
+                   read_baseline, error)) {
+        return std::nullopt;
+    }
+    return records;
 }
 
 } // namespace tocsin

@@ -4,6 +4,7 @@
 // - the delivery state: the dispatcher's alerts, group timers, copies and notification log, the
 //   outbox of notifications not yet accepted by their receiver, and each group's Slack message;
 // - the threshold overrides set through the API, until they expire;
+// - snapshots of the detectors of dynamic rules, so that baselines survive a restart;
 // - a small key/value table for facts such as the hash of the last loaded configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
@@ -104,10 +105,16 @@ public:
     // Returns every stored override, expired ones included, ordered by rule name.
     std::optional<std::vector<threshold_override>> load_overrides(std::string& error);
 
+    // Replaces every saved detector state with `records` in one transaction.
+    bool replace_baselines(const std::vector<baseline_record>& records, std::string& error);
+    // Returns the saved detector states. Rows whose series labels cannot be read are skipped
+    // and counted in `unreadable`.
+    std::optional<std::vector<baseline_record>> load_baselines(std::size_t& unreadable, std::string& error);
+
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 5;
+    static constexpr int schema_version = 6;
 
 private:
     state_store(sqlite3* db, std::string path);

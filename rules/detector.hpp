@@ -183,6 +183,16 @@ public:
 
     // The number of times the baseline was rebuilt after a sustained shift.
     virtual std::uint64_t adaptations() const = 0;
+
+    // Appends the detector's whole state to `out` in a compact binary form, so a restarted
+    // daemon continues from the same baseline. The form starts with a type tag and a version.
+    virtual void save(std::string& out) const = 0;
+
+    // Replaces the state with one written by save() of a detector of the same type and spec.
+    // Returns false, leaving the detector as it was, for anything else: another type or
+    // version, a truncated or corrupt blob, sizes over the spec's max_samples, non-finite
+    // numbers where they cannot occur.
+    virtual bool load(std::string_view in) = 0;
 };
 
 // Creates the detector for one series. The spec must outlive the detector (rules are shared

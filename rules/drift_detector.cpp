@@ -32,6 +32,7 @@
 
 #include "rules/detector_impl.hpp"
 #include "rules/drift.hpp"
+#include "rules/state_codec.hpp"
 
 namespace tocsin::detail {
 
@@ -221,7 +222,105 @@ public:
 
     std::uint64_t adaptations() const override { return adaptations_; }
 
+    // The variant byte is the reference kind. The buffers of the computation are not saved:
+    // they are rebuilt from the samples, and a file reference's bins from the spec.
+    void save(std::string& out) const override
+    {
+        state_writer w(out);
+        w.header(tag(), state_version, variant());
+        w.count(current_.size());
+        for (std::size_t i = 0; i < current_.size(); ++i) {
+            w.i64(current_[i].t);
+            w.f64(current_[i].value);
+            w.boolean(current_[i].enters_reference);
+        }
+        w.count(reference_.size());
+        for (std::size_t i = 0; i < reference_.size(); ++i) {
+            w.i64(reference_[i].t);
+            w.f64(reference_[i].value);
+        }
+        w.optional_i64(first_sample_);
+        w.boolean(reference_frozen_);
+        w.boolean(has_figure_);
+        w.i64(last_computed_);
+        w.f64(figure_);
+        w.f64(secondary_);
+        w.count(figure_reference_samples_);
+        w.count(figure_current_samples_);
+        w.optional_i64(held_out_since_);
+        w.u64(adaptations_);
+    }
+
+    bool load(std::string_view in) override
+    {
+        state_reader r(in);
+        r.header(tag(), state_version, variant());
+        bounded_fifo<current_sample> current(spec_.max_samples);
+        const std::size_t current_count = r.count(spec_.max_samples, 17);
+        std::optional<time_ms> last;
+        for (std::size_t i = 0; i < current_count && r.ok(); ++i) {
+            current_sample sample;
+            sample.t = r.time();
+            sample.value = r.finite_f64();
+            sample.enters_reference = r.boolean();
+            if (last && sample.t < *last) {
+                r.fail();
+            }
+            last = sample.t;
+            current.push_back(sample);
+        }
+        bounded_fifo<reference_sample> reference(spec_.max_samples);
+        const std::size_t reference_count = r.count(spec_.max_samples, 16);
+        last.reset();
+        for (std::size_t i = 0; i < reference_count && r.ok(); ++i) {
+            reference_sample sample;
+            sample.t = r.time();
+            sample.value = r.finite_f64();
+            if (last && sample.t < *last) {
+                r.fail();
+            }
+            last = sample.t;
+            reference.push_back(sample);
+        }
+        const std::optional<time_ms> first_sample = r.optional_time();
+        const bool frozen = r.boolean();
+        const bool has_figure = r.boolean();
+        const time_ms last_computed = r.time();
+        // The score is always a number. The secondary figure is NaN for psi.
+        const double figure = r.finite_f64();
+        const double secondary = r.f64();
+        const std::size_t figure_reference = r.count(std::numeric_limits<std::size_t>::max(), 0);
+        const std::size_t figure_current = r.count(spec_.max_samples + 1, 0);
+        const std::optional<time_ms> held_out_since = r.optional_time();
+        const std::uint64_t adaptations = r.u64();
+        if (!r.done() || (spec_.reference == drift_reference::file && reference.size() > 0)) {
+            return false;
+        }
+        current_ = std::move(current);
+        reference_ = std::move(reference);
+        first_sample_ = first_sample;
+        reference_frozen_ = frozen;
+        // A file reference's bins were built from the spec; the others are rebuilt from the
+        // loaded samples at the next computation.
+        reference_changed_ = spec_.reference != drift_reference::file;
+        has_figure_ = has_figure;
+        last_computed_ = last_computed;
+        figure_ = figure;
+        secondary_ = secondary;
+        figure_reference_samples_ = figure_reference;
+        figure_current_samples_ = figure_current;
+        held_out_since_ = held_out_since;
+        adaptations_ = adaptations;
+        return true;
+    }
+
 private:
+    static constexpr std::uint8_t state_version = 1;
+
+    state_tag tag() const { return spec_.kind == detector_kind::psi ? state_tag::psi : state_tag::ks; }
+
+    std::uint8_t variant() const { return static_cast<std::uint8_t>(spec_.reference); }
+
     // True while a fixed reference still takes the series' samples.
     bool collecting_reference() const { return spec_.reference == drift_reference::fixed && !reference_frozen_; }
 

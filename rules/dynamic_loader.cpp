@@ -430,3 +430,18 @@ std::string canonical_text(const detector_spec& s)
 }
 
 } // namespace tocsin
+
+namespace tocsin {
+
+std::uint64_t detector_spec_hash(const detector_spec& spec)
+{
+    // FNV-1a, 64 bits.
+    std::uint64_t hash = 14695981039346656037ull;
+    for (const char c : canonical_text(spec)) {
+        hash ^= static_cast<unsigned char>(c);
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+} // namespace tocsin

@@ -2,6 +2,7 @@
 // Loads the `dynamic:` block of a rule into a detector_spec. Part of the rule loader; kept apart
 // because the block has many keys that apply to only some detector types.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -27,5 +28,9 @@ std::optional<dynamic_block> load_dynamic_block(const YAML::Node& node, const st
 
 // A canonical text of the spec for the rule's definition hash.
 std::string canonical_text(const detector_spec& spec);
+
+// A 64-bit hash of canonical_text(spec): saved detector state is only given back to a detector
+// of the same spec.
+std::uint64_t detector_spec_hash(const detector_spec& spec);
 
 } // namespace tocsin

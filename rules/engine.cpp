@@ -54,6 +54,9 @@ constexpr std::size_t max_tiers = 4;
 // A series that no rule selects is remembered, so matchers are not rerun on every sample,
 // and forgotten after this much silence.
 constexpr time_ms unbound_series_idle_ms = 5 * 60 * 1000;
+// A detector outlives a silence of its series up to this long; its baseline is history, not a
+// timer. After a longer silence (by the clock live, in sample time in a replay) it is dropped.
+constexpr time_ms detector_retention_ms = 24 * 60 * 60 * 1000;
 // Bookkeeping bytes of one glibc malloc chunk, counted in the state estimate.
 constexpr std::size_t malloc_overhead = 16;
 constexpr const char* limit_alert_name = "TocsinRuleAlertLimitExceeded";
@@ -1193,21 +1196,33 @@ struct engine::impl {
                 return;
             }
         }
-        clear_timers_and_windows(s);
+        clear_timers_and_windows(s, false);
     }
 
-    void clear_timers_and_windows(std::uint32_t s)
+    // Clears the tier timers and windows of a series that counts as missing. Detectors keep
+    // their baselines unless `drop_detectors` (a silence of detector_retention_ms or more).
+    void clear_timers_and_windows(std::uint32_t s, bool drop_detectors)
     {
         for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
             bindings_[b].held = 0;
             for (auto& timer : bindings_[b].tiers) {
                 timer = tier_timer{};
             }
-            // The baseline goes with the window: after a gap that counts as missing data the
-            // detector warms up again, in live traffic and in a replay alike.
             drop_window(bindings_[b]);
-            drop_detector(bindings_[b]);
+            if (drop_detectors) {
+                drop_detector(bindings_[b]);
+            }
         }
+    }
+
+    bool has_detector(std::uint32_t s) const
+    {
+        for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+            if (bindings_[b].dynamic) {
+                return true;
+            }
+        }
+        return false;
     }
 
     void apply_value(std::uint32_t b, std::uint32_t s, time_ms t, double v)
@@ -1420,6 +1435,11 @@ struct engine::impl {
                     removable = false;
                 }
             }
+            if (removable && now - series_[s].last_arrival < detector_retention_ms && has_detector(s)) {
+                // Keep the baselines; the timers and windows reset as a replay's gap would.
+                removable = false;
+                clear_timers_and_windows(s, false);
+            }
             if (removable) {
                 remove_series(s);
             }
@@ -1476,7 +1496,7 @@ struct engine::impl {
             }
         }
         if (forgotten) {
-            clear_timers_and_windows(s);
+            clear_timers_and_windows(s, gap >= static_cast<std::uint64_t>(detector_retention_ms));
         }
     }
 
@@ -1839,6 +1859,90 @@ struct engine::impl {
         return dropped;
     }
 
+    std::vector<baseline_record> baselines() const
+    {
+        std::vector<baseline_record> out;
+        for (std::uint32_t s = 0; s < series_.size(); ++s) {
+            if (!series_[s].live) {
+                continue;
+            }
+            for (std::uint32_t b = series_[s].first_binding; b != npos; b = bindings_[b].next) {
+                const binding& entry = bindings_[b];
+                if (!entry.dynamic) {
+                    continue;
+                }
+                baseline_record rec;
+                rec.rule_name = entry.dynamic->owner->name;
+                rec.spec_hash = detector_spec_hash(*entry.dynamic->owner->dynamic);
+                rec.series = unpack_labels(series_[s].labels.get());
+                rec.last_sample_at = series_[s].last_ts;
+                entry.dynamic->scorer->save(rec.state);
+                out.push_back(std::move(rec));
+            }
+        }
+        return out;
+    }
+
+    std::size_t restore_baselines(const std::vector<baseline_record>& records)
+    {
+        std::size_t dropped = 0;
+        const time_ms now = clock_.now_ms();
+        std::vector<label_view> views;
+        for (const auto& rec : records) {
+            const std::uint32_t r = find_slot(rec.rule_name);
+            if (r == npos || !slots_[r].def->dynamic ||
+                detector_spec_hash(*slots_[r].def->dynamic) != rec.spec_hash) {
+                ++dropped;
+                continue;
+            }
+            views.clear();
+            for (const auto& l : rec.series.items()) {
+                views.push_back(label_view{l.name, l.value});
+            }
+            const std::uint64_t fp = fingerprint_of(views);
+            std::uint32_t s = find_series(fp, views);
+            if (s == npos) {
+                const auto* candidates = rules_for_metric(rec.series.metric_name());
+                if (candidates == nullptr || live_series_ >= limits_.max_series) {
+                    ++dropped;
+                    continue;
+                }
+                s = create_series(fp, views, now);
+                bind_series(s, *candidates);
+            }
+            std::uint32_t b = series_[s].first_binding;
+            while (b != npos && bindings_[b].rule != r) {
+                b = bindings_[b].next;
+            }
+            if (b == npos) {
+                ++dropped;
+                continue;
+            }
+            auto state = std::make_unique<dynamic_state>();
+            std::string problem;
+            state->scorer = make_detector(*slots_[r].def->dynamic, problem);
+            if (!state->scorer || !state->scorer->load(rec.state)) {
+                ++dropped;
+                continue;
+            }
+            state->owner = slots_[r].def;
+            state->bytes = state->scorer->memory_bytes();
+            detector_bytes_ += state->bytes;
+            // Ready or not is known once the next value is scored; until then it counts as
+            // warming up, like a new detector.
+            ++warming_up_;
+            ++slots_[r].warming_up;
+            drop_detector(bindings_[b]);
+            bindings_[b].dynamic = std::move(state);
+            if (rec.last_sample_at > series_[s].last_ts) {
+                series_[s].last_ts = rec.last_sample_at;
+                // As in restore(): the no-data timer continues from the last sample.
+                series_[s].last_arrival = std::min(now, rec.last_sample_at);
+            }
+        }
+        return dropped;
+    }
+
     // Returns the severities of a record's tiers: those saved with it, else the rule's own when
     // the rule is unchanged, else inferred where the record leaves no doubt. Returns an empty
     // list when they cannot be determined.
@@ -2145,6 +2249,13 @@ const rule_set& engine::rules() const { return *impl_->rules_; }
 time_ms engine::now_ms() const { return impl_->clock_.now_ms(); }
 
 std::size_t engine::restore(const std::vector<persisted_alert>& records) { return impl_->restore(records); }
+
+std::vector<baseline_record> engine::baselines() const { return impl_->baselines(); }
+
+std::size_t engine::restore_baselines(const std::vector<baseline_record>& records)
+{
+    return impl_->restore_baselines(records);
+}
 
 std::vector<alert_event> engine::take_events()
 {

@@ -65,6 +65,16 @@ struct persisted_alert {
     std::vector<severity> tier_levels;
 };
 
+// The saved state of one detector, so that a restarted daemon continues a dynamic rule's
+// baseline instead of warming up again.
+struct baseline_record {
+    std::string rule_name;
+    std::uint64_t spec_hash = 0; // detector_spec_hash() of the rule's dynamic block when saved
+    label_set series;            // the full series label set, with __name__
+    time_ms last_sample_at = 0;  // sample time of the series' last sample
+    std::string state;           // detector::save()
+};
+
 // A change that must reach the store (and, later, the notifiers).
 struct alert_event {
     enum class kind : std::uint8_t {
@@ -191,6 +201,14 @@ public:
     // selects, or whose tier severities cannot be determined are dropped and their count returned.
     // The no-data timer of a restored series continues from its last sample.
     std::size_t restore(const std::vector<persisted_alert>& records);
+
+    // Saved state of every detector of every dynamic rule.
+    std::vector<baseline_record> baselines() const;
+    // Gives detectors their saved state. Call after restore() and before the first ingest.
+    // Records whose rule is gone or is no longer dynamic, whose dynamic block changed, whose
+    // series the rule no longer selects, or whose state does not load are dropped, and their
+    // count returned.
+    std::size_t restore_baselines(const std::vector<baseline_record>& records);
 
     // Moves out the events produced since the last call, in the order they happened.
     std::vector<alert_event> take_events();

@@ -21,6 +21,7 @@
 
 #include "rules/detector_impl.hpp"
 #include "rules/duration.hpp"
+#include "rules/state_codec.hpp"
 #include "rules/timezone.hpp"
 
 namespace tocsin::detail {
@@ -190,6 +191,35 @@ private:
     std::size_t limit_;
 };
 
+// Writes the samples of a ring, oldest first.
+void save_ring(state_writer& w, const sample_ring& ring)
+{
+    w.count(ring.size());
+    for (std::size_t i = 0; i < ring.size(); ++i) {
+        w.i64(ring[i].t);
+        w.f64(ring[i].v);
+    }
+}
+
+// Reads samples written by save_ring into an empty ring of at most `limit` samples. The times
+// must not decrease and the values must be finite, as learn() keeps them.
+void load_ring(state_reader& r, sample_ring& ring, std::size_t limit)
+{
+    const std::size_t n = r.count(limit, 16);
+    std::optional<time_ms> last;
+    for (std::size_t i = 0; i < n && r.ok(); ++i) {
+        const time_ms t = r.time();
+        const double v = r.finite_f64();
+        if (last && t < *last) {
+            r.fail();
+        }
+        if (r.ok()) {
+            ring.push_back({t, v});
+            last = t;
+        }
+    }
+}
+
 // Mean and sample standard deviation of a sliding window from running sums.
 //
 // The sums are of d = v - reference, with the reference taken from a sample of the window.
@@ -249,6 +279,29 @@ public:
             sum_squares_ += d * d;
         }
         count_ = ring.size();
+    }
+
+    // The sums are saved as they are, rounding residue included, so a restored window scores
+    // bit for bit like the saved one.
+    void save(state_writer& w) const
+    {
+        w.f64(reference_);
+        w.f64(sum_);
+        w.f64(sum_squares_);
+        w.count(count_);
+    }
+
+    // Reads sums saved for a window of `expected_count` samples.
+    void load(state_reader& r, std::size_t expected_count)
+    {
+        reference_ = r.finite_f64();
+        // Sums of values near the double range may have overflowed; that is kept as saved.
+        sum_ = r.f64();
+        sum_squares_ = r.f64();
+        count_ = r.count(expected_count, 0);
+        if (count_ != expected_count) {
+            r.fail();
+        }
     }
 
     double mean() const
@@ -402,6 +455,34 @@ public:
         return samples_.heap_bytes() + pending_.heap_bytes() + sorted_.capacity() * sizeof(double);
     }
 
+    void save(state_writer& w) const
+    {
+        save_ring(w, samples_);
+        save_ring(w, pending_);
+        if (track_moments_) {
+            moments_.save(w);
+            w.count(removals_);
+        }
+    }
+
+    // Reads a state written by save() into this empty window.
+    void load(state_reader& r)
+    {
+        load_ring(r, samples_, max_samples_);
+        load_ring(r, pending_, max_samples_);
+        if (track_moments_) {
+            moments_.load(r, samples_.size());
+            removals_ = r.count(std::max<std::size_t>(samples_.size(), 1), 0);
+        }
+        if (track_order_ && r.ok()) {
+            sorted_.reserve(samples_.size());
+            for (std::size_t i = 0; i < samples_.size(); ++i) {
+                sorted_.push_back(samples_[i].v);
+            }
+            std::sort(sorted_.begin(), sorted_.end());
+        }
+    }
+
 private:
     void insert(timed_value sample)
     {
@@ -490,6 +571,22 @@ public:
 
     std::size_t heap_bytes() const { return samples_.heap_bytes(); }
 
+    void save(state_writer& w) const
+    {
+        w.optional_i64(start_);
+        save_ring(w, samples_);
+    }
+
+    // Reads a run written by save() into this empty run of at most `limit` samples.
+    void load(state_reader& r, std::size_t limit)
+    {
+        start_ = r.optional_time();
+        load_ring(r, samples_, limit);
+        if (!start_ && !samples_.empty()) {
+            r.fail();
+        }
+    }
+
 private:
     std::int64_t window_ms_;
     std::optional<time_ms> start_;
@@ -559,7 +656,54 @@ public:
 
     std::uint64_t adaptations() const override { return adaptations_; }
 
+    void save(std::string& out) const override
+    {
+        state_writer w(out);
+        w.header(tag(), state_version, variant());
+        window_.save(w);
+        run_.save(w);
+        w.i64(paused_ms_);
+        w.u64(adaptations_);
+    }
+
+    bool load(std::string_view in) override
+    {
+        state_reader r(in);
+        r.header(tag(), state_version, variant());
+        window_baseline window(spec_, uses_moments(spec_), uses_order(spec_));
+        held_out_run run(spec_);
+        window.load(r);
+        run.load(r, spec_.max_samples);
+        const std::int64_t paused = r.i64_in(0, state_time_bound_ms);
+        const std::uint64_t adaptations = r.u64();
+        if (!r.done()) {
+            return false;
+        }
+        window_ = std::move(window);
+        run_ = std::move(run);
+        paused_ms_ = paused;
+        adaptations_ = adaptations;
+        return true;
+    }
+
 private:
+    static constexpr std::uint8_t state_version = 1;
+
+    state_tag tag() const
+    {
+        switch (spec_.kind) {
+        case detector_kind::mean_sigma: return state_tag::mean_sigma;
+        case detector_kind::mad: return state_tag::mad;
+        default: return state_tag::baseline_trailing;
+        }
+    }
+
+    // The trailing statistic of kind baseline, whose layouts differ: 0 median, 1 mean.
+    std::uint8_t variant() const
+    {
+        return spec_.kind == detector_kind::baseline && spec_.statistic == baseline_statistic::mean ? 1 : 0;
+    }
+
     // The time of the window at sample time t: frozen at the start of a held-out run.
     time_ms window_time(time_ms t) const { return run_.start().value_or(t) - paused_ms_; }
 
@@ -600,6 +744,20 @@ public:
     std::size_t memory_bytes() const override { return sizeof(*this); }
 
     std::uint64_t adaptations() const override { return 0; }
+
+    // Nothing is learnt, so the state is the header alone.
+    void save(std::string& out) const override
+    {
+        state_writer w(out);
+        w.header(state_tag::baseline_fixed, 1, 0);
+    }
+
+    bool load(std::string_view in) override
+    {
+        state_reader r(in);
+        r.header(state_tag::baseline_fixed, 1, 0);
+        return r.done();
+    }
 
 private:
     const detector_spec& spec_;
@@ -642,6 +800,31 @@ struct ewma_state {
     }
 
     double stddev() const { return variance > 0 ? std::sqrt(variance) : 0; }
+
+    void save(state_writer& w) const
+    {
+        w.u64(count);
+        w.f64(mean);
+        w.f64(variance);
+        w.f64(weight);
+        w.i64(last_t);
+    }
+
+    // apply() keeps the mean and variance finite, and the variance and weight are never
+    // negative, so a state that breaks either is corrupt.
+    static ewma_state load(state_reader& r)
+    {
+        ewma_state s;
+        s.count = static_cast<std::size_t>(r.u64());
+        s.mean = r.finite_f64();
+        s.variance = r.finite_f64();
+        s.weight = r.finite_f64();
+        s.last_t = r.time();
+        if (s.variance < 0 || s.weight < 0) {
+            r.fail();
+        }
+        return s;
+    }
 
 private:
     void apply(time_ms t, double v, double alpha)
@@ -703,6 +886,34 @@ public:
     std::size_t memory_bytes() const override { return sizeof(*this); }
 
     std::uint64_t adaptations() const override { return adaptations_; }
+
+    void save(std::string& out) const override
+    {
+        state_writer w(out);
+        w.header(state_tag::ewma, 1, 0);
+        state_.save(w);
+        run_state_.save(w);
+        w.optional_i64(run_start_);
+        w.u64(adaptations_);
+    }
+
+    bool load(std::string_view in) override
+    {
+        state_reader r(in);
+        r.header(state_tag::ewma, 1, 0);
+        const ewma_state state = ewma_state::load(r);
+        const ewma_state run_state = ewma_state::load(r);
+        const std::optional<time_ms> run_start = r.optional_time();
+        const std::uint64_t adaptations = r.u64();
+        if (!r.done()) {
+            return false;
+        }
+        state_ = state;
+        run_state_ = run_state;
+        run_start_ = run_start;
+        adaptations_ = adaptations;
+        return true;
+    }
 
 private:
     const detector_spec& spec_;
@@ -775,7 +986,54 @@ public:
 
     std::uint64_t adaptations() const override { return adaptations_; }
 
+    // The variant byte is the season: 0 for hour_of_day, 1 for hour_of_week.
+    void save(std::string& out) const override
+    {
+        state_writer w(out);
+        w.header(state_tag::seasonal, 1, variant());
+        w.count(slots_.size());
+        for (const ewma_state& slot : slots_) {
+            slot.save(w);
+        }
+        w.optional_i64(run_start_);
+        w.f64(offset_sum_);
+        w.u64(offset_count_);
+        w.u64(adaptations_);
+    }
+
+    bool load(std::string_view in) override
+    {
+        state_reader r(in);
+        r.header(state_tag::seasonal, 1, variant());
+        const std::size_t n = r.count(slots_.size(), 0);
+        if (n != slots_.size()) {
+            r.fail();
+        }
+        std::vector<ewma_state> slots;
+        slots.reserve(slots_.size());
+        for (std::size_t i = 0; i < n && r.ok(); ++i) {
+            slots.push_back(ewma_state::load(r));
+        }
+        const std::optional<time_ms> run_start = r.optional_time();
+        // A sum of differences of finite values may overflow to infinity and is kept as saved.
+        // NaN cannot arise.
+        const double offset_sum = r.f64();
+        const std::uint64_t offset_count = r.u64();
+        const std::uint64_t adaptations = r.u64();
+        if (std::isnan(offset_sum) || !r.done()) {
+            return false;
+        }
+        slots_ = std::move(slots);
+        run_start_ = run_start;
+        offset_sum_ = offset_sum;
+        offset_count_ = static_cast<std::size_t>(offset_count);
+        adaptations_ = adaptations;
+        return true;
+    }
+
 private:
+    std::uint8_t variant() const { return spec_.period == season::hour_of_week ? 1 : 0; }
+
     std::size_t slot_of(time_ms t)
     {
         return spec_.period == season::hour_of_week ? clock_.hour_of_week(t) : clock_.hour_of_day(t);

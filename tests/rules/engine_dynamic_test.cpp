@@ -330,3 +330,96 @@ TEST_CASE("dynamic rule files: a warm start skips the warm-up and a reference fi
     CHECK_THAT(bad.to_string(), Catch::Contains("history.csv:3: timestamp"));
     CHECK_THAT(bad.to_string(), Catch::Contains("sort the rows by time"));
 }
+
+TEST_CASE("dynamic rule baselines saved by one engine continue in another")
+{
+    const time_ms step = 15 * second;
+    harness first(load(flat_baseline_rule));
+    for (time_ms t = 0; t < 60 * minute; t += step) {
+        first.push(t, 100);
+    }
+    REQUIRE(first.warming_up() == 0);
+    const std::vector<baseline_record> saved = first.eng.baselines();
+    REQUIRE(saved.size() == 1);
+    CHECK(saved[0].rule_name == "QueueAnomaly");
+    CHECK(saved[0].series.get("job") == "worker");
+    CHECK(saved[0].last_sample_at == 60 * minute - step);
+    CHECK_FALSE(saved[0].state.empty());
+
+    // The same rule text in a new engine: no warm-up, the shift fires as in the first engine.
+    harness second(load(flat_baseline_rule));
+    second.clock.set_ms(60 * minute);
+    CHECK(second.eng.restore_baselines(saved) == 0);
+    for (time_ms t = 60 * minute; t <= 62 * minute; t += step) {
+        second.push(t, 150);
+        first.push(t, 150);
+    }
+    CHECK(second.warming_up() == 0);
+    REQUIRE(second.events.size() == 2);
+    CHECK(second.events[1].what == kind::firing);
+    REQUIRE(second.events[1].alert.explanation.has_value());
+    CHECK(second.events[1].alert.explanation->score == first.events.back().alert.explanation->score);
+    CHECK(second.eng.stats().warming_up == 0);
+}
+
+TEST_CASE("dynamic rule baselines are dropped when the rule, its dynamic block or the state changed")
+{
+    const time_ms step = 15 * second;
+    harness first(load(flat_baseline_rule));
+    for (time_ms t = 0; t < 60 * minute; t += step) {
+        first.push(t, 100);
+    }
+    const std::vector<baseline_record> saved = first.eng.baselines();
+    REQUIRE(saved.size() == 1);
+
+    SECTION("edited dynamic block")
+    {
+        harness edited(load(
+            rule_text("{type: mean_sigma, window: 2h, baseline_lag: 5m, sigma_floor: 1.0, min_samples: 30, k: 3}")));
+        CHECK(edited.eng.restore_baselines(saved) == 1);
+        edited.push(60 * minute, 150);
+        CHECK(edited.warming_up() == 1);
+    }
+    SECTION("rule no longer dynamic")
+    {
+        harness fixed(load("groups:\n"
+                           "  - name: g\n"
+                           "    rules:\n"
+                           "      - alert: QueueAnomaly\n"
+                           "        expr: queue_depth\n"
+                           "        tiers: {warning: '> 120'}\n"));
+        CHECK(fixed.eng.restore_baselines(saved) == 1);
+    }
+    SECTION("corrupt state")
+    {
+        std::vector<baseline_record> corrupt = saved;
+        corrupt[0].state.resize(corrupt[0].state.size() / 2);
+        harness same(load(flat_baseline_rule));
+        CHECK(same.eng.restore_baselines(corrupt) == 1);
+        same.push(60 * minute, 100);
+        CHECK(same.warming_up() == 1);
+    }
+    SECTION("series the rule does not select")
+    {
+        std::vector<baseline_record> other = saved;
+        other[0].series = label_set{{"__name__", "disk_used"}, {"job", "worker"}};
+        harness same(load(flat_baseline_rule));
+        CHECK(same.eng.restore_baselines(other) == 1);
+    }
+}
+
+TEST_CASE("dynamic rule keeps its baseline through a gap that counts as no data")
+{
+    const time_ms step = 15 * second;
+    harness h(load(flat_baseline_rule));
+    for (time_ms t = 0; t < 60 * minute; t += step) {
+        h.push(t, 100);
+    }
+    REQUIRE(h.warming_up() == 0);
+    // 30 minutes of silence, past the 10m no-data timeout: timers reset, the baseline stays.
+    h.push(90 * minute, 100);
+    CHECK(h.warming_up() == 0);
+    // A silence of more than a day drops the baseline.
+    h.push(90 * minute + 25 * 60 * minute, 100);
+    CHECK(h.warming_up() == 1);
+}
