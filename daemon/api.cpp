@@ -96,11 +96,26 @@ nlohmann::json override_item(const threshold_override& o, const rule& r)
 
 } // namespace
 
-std::string alerts_json(const std::vector<alert_snapshot>& alerts)
+std::string alerts_json(const std::vector<alert_snapshot>& alerts,
+                        const std::function<mute_status(const alert_snapshot&)>& mutes)
 {
     auto list = nlohmann::json::array();
     for (const auto& a : alerts) {
-        list.push_back(alert_item(a));
+        nlohmann::json item = alert_item(a);
+        auto silenced = nlohmann::json::array();
+        auto inhibited = nlohmann::json::array();
+        if (mutes) {
+            const mute_status status = mutes(a);
+            for (const auto& id : status.silenced_by) {
+                silenced.push_back(id);
+            }
+            for (const auto id : status.inhibited_by) {
+                inhibited.push_back(fmt::format("{:016x}", id));
+            }
+        }
+        item["silencedBy"] = std::move(silenced);
+        item["inhibitedBy"] = std::move(inhibited);
+        list.push_back(std::move(item));
     }
     nlohmann::json doc = {{"status", "success"}, {"data", {{"alerts", std::move(list)}}}};
     return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -1,10 +1,12 @@
 #pragma once
 // JSON views of the engine for the HTTP API.
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "rules/clock.hpp"
+#include "routing/dispatcher.hpp"
 #include "rules/engine.hpp"
 
 namespace tocsin {
@@ -18,7 +20,10 @@ namespace tocsin {
 std::string format_rfc3339_ms(time_ms t);
 
 // GET /api/v1/alerts: {"status":"success","data":{"alerts":[...]}}.
-std::string alerts_json(const std::vector<alert_snapshot>& alerts);
+// `mutes` gives each alert's silences and inhibiting alerts (silencedBy, inhibitedBy); without
+// it both lists are empty.
+std::string alerts_json(const std::vector<alert_snapshot>& alerts,
+                        const std::function<mute_status(const alert_snapshot&)>& mutes = {});
 
 // GET /api/v1/rules: the loaded rules in the shape of Prometheus' rules API (type, query,
 // duration, labels, annotations, alerts, health), plus tiers and series counts. `rules` are the

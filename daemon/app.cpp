@@ -15,6 +15,7 @@
 #include "daemon/api.hpp"
 #include "daemon/config.hpp"
 #include "daemon/delivery_service.hpp"
+#include "daemon/silence_api.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/ingest.hpp"
 #include "daemon/logging.hpp"
@@ -33,8 +34,8 @@ namespace {
 constexpr const char* tocsin_version = "0.1.0";
 
 // Endpoints with their own latency histogram and request counters.
-enum class endpoint { write, push, alerts, rules, overrides, metrics, reload, health, other, count_ };
-constexpr const char* endpoint_names[] = {"write",  "push",   "alerts", "rules", "overrides",
+enum class endpoint { write, push, alerts, rules, overrides, silences, metrics, reload, health, other, count_ };
+constexpr const char* endpoint_names[] = {"write",  "push",   "alerts", "rules",  "overrides", "silences",
                                           "metrics", "reload", "health", "other"};
 
 struct endpoint_stats {
@@ -64,26 +65,6 @@ std::string resolve_state_dir(const main_config& cfg)
     return dir.lexically_normal().string();
 }
 
-// Decodes %XX escapes in a path segment. Returns nullopt for a malformed escape.
-std::optional<std::string> percent_decode(std::string_view text)
-{
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '%') {
-            out += text[i];
-            continue;
-        }
-        if (i + 2 >= text.size() || !std::isxdigit(static_cast<unsigned char>(text[i + 1])) ||
-            !std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
-            return std::nullopt;
-        }
-        out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
-        i += 2;
-    }
-    return out;
-}
-
 // The name an admin token goes by in overrides and logs: its file name without folder and
 // extension (/etc/tocsin/alice.token -> alice). The token itself is a secret and never shown.
 std::string token_name(const std::vector<std::string>& files, std::size_t index)
@@ -111,6 +92,7 @@ public:
         delivery_ = std::make_unique<delivery_service>(
             *store_, clock_, sender_, config_.routing, config_.templates, config_.main.delivery,
             config_.main.external_url, [this] { asio::post(io_, [this] { on_delivery_wake(); }); });
+        delivery_->set_silences(&silences_);
         http_server_options http;
         http.address = config_.main.listen_address;
         http.port = config_.main.listen_port;
@@ -138,6 +120,9 @@ public:
         log_->info("restored {} alerts from {} ({} dropped: rule gone, series no longer selected, or tiers not matched)",
                    records->size() - dropped, config_.main.state_dir, dropped);
         restore_baselines();
+        if (!restore_silences()) {
+            return 1;
+        }
         log_warnings(config_.warnings);
         std::set<std::string> held_rules;
         for (const auto& r : engine_.rule_statistics()) {
@@ -207,6 +192,8 @@ private:
                 return;
             }
             expire_overrides();
+            silences_.collect_garbage(clock_.now_ms());
+            save_silence_changes();
             engine_.tick();
             flush_events();
             report_series_limit();
@@ -290,6 +277,51 @@ private:
     }
 
     // ---- persistence ----
+
+    // Loads the silences saved by the previous process. Rows that cannot be read are logged
+    // and skipped; a database that cannot be read stops the start, because alerts that people
+    // silenced would page them.
+    bool restore_silences()
+    {
+        std::string error;
+        std::vector<std::string> unreadable;
+        auto saved = store_->load_silences(unreadable, error);
+        if (!saved) {
+            log_->error("cannot read silences: {}", error);
+            return false;
+        }
+        for (const auto& problem : unreadable) {
+            silence_log_->warn("skipped an unreadable stored silence: {}", problem);
+        }
+        const std::size_t count = saved->size();
+        const std::size_t skipped = silences_.restore(std::move(*saved), clock_.now_ms());
+        save_silence_changes();
+        const auto counts = silences_.counts(clock_.now_ms());
+        log_->info("restored {} silences ({} active, {} pending, {} expired; {} skipped)", count - skipped,
+                   counts[static_cast<std::size_t>(silence_state::active)],
+                   counts[static_cast<std::size_t>(silence_state::pending)],
+                   counts[static_cast<std::size_t>(silence_state::expired)], skipped + unreadable.size());
+        return true;
+    }
+
+    // Writes pending silence changes. A failed write is retried at the next tick; changes that
+    // the API confirmed were written before the response (see commit_silence()).
+    void save_silence_changes()
+    {
+        silence_changes changes = silences_.take_changes();
+        for (auto& c : unsaved_silence_changes_.upserted) {
+            changes.upserted.push_back(std::move(c));
+        }
+        for (auto& id : unsaved_silence_changes_.deleted) {
+            changes.deleted.push_back(std::move(id));
+        }
+        unsaved_silence_changes_ = {};
+        std::string error;
+        if (!store_->apply_silence_changes(changes, error)) {
+            silence_log_->error("cannot save silence changes, retrying: {}", error);
+            unsaved_silence_changes_ = std::move(changes);
+        }
+    }
 
     // Gives the detectors of dynamic rules the baselines saved before the restart, so they do
     // not warm up again. Baselines that cannot be read only cost a warm-up, so the daemon
@@ -495,6 +527,7 @@ private:
         engine_.replace_rules(overrides_.apply(loaded->rules));
         log_warnings(loaded->warnings);
         delivery_->replace_config(loaded->routing, loaded->templates, loaded->main.delivery, loaded->main.external_url);
+        silences_.set_limits(loaded->main.silences);
         config_ = std::move(*loaded);
         if (!options_.log_level.empty()) {
             set_log_level(options_.log_level);
@@ -739,6 +772,138 @@ private:
         return http_response::json(200, override_json(*removed, *base));
     }
 
+    // ---- silences ----
+
+    // Writes the change that an API call made, before the call is answered. When it cannot be
+    // written the change is undone, so a silence is never confirmed without being durable.
+    std::optional<http_response> commit_silence(const std::vector<std::pair<std::string, std::optional<silence>>>& before)
+    {
+        silence_changes changes = silences_.take_changes();
+        std::string error;
+        if (store_->apply_silence_changes(changes, error)) {
+            return std::nullopt;
+        }
+        for (const auto& [id, previous] : before) {
+            silences_.revert(id, previous);
+        }
+        silence_log_->error("cannot save a silence change, so it was not applied: {}", error);
+        auto response = v2_error(503, "the silence could not be saved, so it was not applied; retry later (see the "
+                                      "tocsind log)");
+        response.headers.emplace_back("Retry-After", "5");
+        return response;
+    }
+
+    // Errors of the v2 API are JSON strings, as Alertmanager sends them.
+    static http_response v2_error(int status, const std::string& message)
+    {
+        return http_response::json(status, nlohmann::json(message).dump(-1, ' ', false,
+                                                                        nlohmann::json::error_handler_t::replace));
+    }
+
+    http_response list_silences(const http_request& request)
+    {
+        auto query = parse_query(request.query);
+        if (!query) {
+            return v2_error(400, "invalid %XX escape in the query string");
+        }
+        std::vector<std::string> filters;
+        for (auto& [name, value] : *query) {
+            if (name == "filter") {
+                filters.push_back(std::move(value));
+            }
+        }
+        std::string error;
+        auto matchers = parse_filter_matchers(filters, error);
+        if (!matchers) {
+            return v2_error(400, error);
+        }
+        const time_ms now = clock_.now_ms();
+        auto list = nlohmann::json::array();
+        for (const silence* s : silences_.list(*matchers, now)) {
+            list.push_back(gettable_silence(*s, now));
+        }
+        return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    http_response post_silence(const http_request& request)
+    {
+        if (auto denied = check_token(request, config_.main.auth.admin_tokens)) {
+            return *denied;
+        }
+        silence_body parsed = parse_postable_silence(request.body);
+        if (!parsed.error.empty()) {
+            return v2_error(parsed.status, parsed.error);
+        }
+        const time_ms now = clock_.now_ms();
+        std::vector<std::pair<std::string, std::optional<silence>>> before;
+        const std::string previous_id = parsed.value.id;
+        if (!previous_id.empty()) {
+            if (const silence* previous = silences_.find(previous_id)) {
+                before.emplace_back(previous_id, *previous);
+            }
+        }
+        silence_result result = silences_.set(std::move(parsed.value), now);
+        if (!result.ok()) {
+            return v2_error(result.status, result.error);
+        }
+        if (result.id != previous_id) {
+            before.emplace_back(result.id, std::nullopt);
+        }
+        if (auto failed = commit_silence(before)) {
+            return *failed;
+        }
+        const silence& saved = *silences_.find(result.id);
+        silence_log_->info("silence {} set by {} from {}: {} until {} ({}){}", saved.id, saved.created_by,
+                           request.remote_address, describe_matchers(saved), format_rfc3339_ms(saved.ends_at),
+                           saved.comment, previous_id.empty() || previous_id == saved.id
+                                              ? std::string()
+                                              : fmt::format("; replaces {}", previous_id));
+        nlohmann::json body = {{"silenceID", result.id}};
+        return http_response::json(200, body.dump());
+    }
+
+    http_response handle_silence(const http_request& request, const std::string& id)
+    {
+        const auto& method = request.method;
+        if (method == "GET" || method == "HEAD") {
+            const silence* s = silences_.find(id);
+            if (s == nullptr) {
+                return v2_error(404, fmt::format("silence {} not found", truncate_for_message(id)));
+            }
+            return http_response::json(200, gettable_silence(*s, clock_.now_ms())
+                                                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        }
+        if (method != "DELETE") {
+            return method_not_allowed("GET, HEAD, DELETE");
+        }
+        if (auto denied = check_token(request, config_.main.auth.admin_tokens)) {
+            return *denied;
+        }
+        std::optional<silence> previous;
+        if (const silence* s = silences_.find(id)) {
+            previous = *s;
+        }
+        const silence_result result = silences_.expire(id, clock_.now_ms());
+        if (!result.ok()) {
+            return v2_error(result.status, truncate_for_message(result.error));
+        }
+        if (auto failed = commit_silence({{id, previous}})) {
+            return *failed;
+        }
+        silence_log_->info("silence {} expired from {}: {}", id, request.remote_address,
+                           describe_matchers(*silences_.find(id)));
+        return http_response::json(200, "");
+    }
+
+    static std::string describe_matchers(const silence& s)
+    {
+        std::string out = "{";
+        for (std::size_t i = 0; i < s.matchers.size(); ++i) {
+            out += (i == 0 ? "" : ", ") + s.matchers[i].to_string();
+        }
+        return out + "}";
+    }
+
     // ---- HTTP ----
 
     http_response handle(const http_request& request)
@@ -787,7 +952,9 @@ private:
             if (!is_get) {
                 return method_not_allowed("GET, HEAD");
             }
-            return http_response::json(200, alerts_json(engine_.alerts()));
+            return http_response::json(200, alerts_json(engine_.alerts(), [this](const alert_snapshot& a) {
+                                           return delivery_->groups().mute_status_of(a.id, a.labels);
+                                       }));
         }
         if (path == "/api/v1/rules") {
             which = endpoint::rules;
@@ -807,6 +974,24 @@ private:
         if (auto rule_name = override_path_rule(path)) {
             which = endpoint::overrides;
             return handle_override(request, *rule_name);
+        }
+        if (path == "/api/v2/silences") {
+            which = endpoint::silences;
+            if (is_get) {
+                return list_silences(request);
+            }
+            if (method != "POST") {
+                return method_not_allowed("GET, HEAD, POST");
+            }
+            return post_silence(request);
+        }
+        if (path.starts_with("/api/v2/silence/")) {
+            which = endpoint::silences;
+            auto id = percent_decode(std::string_view(path).substr(std::string_view("/api/v2/silence/").size()));
+            if (!id || id->empty()) {
+                return v2_error(400, "invalid silence id in the path; expected /api/v2/silence/<id>");
+            }
+            return handle_silence(request, *id);
         }
         if (path == "/metrics") {
             which = endpoint::metrics;
@@ -851,6 +1036,7 @@ private:
         return http_response::text(404, "not found: " + truncate_for_message(path) +
                                             "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
                                             "/api/v1/rules, /api/v1/rules/{name}/override, /api/v1/overrides, "
+                                            "/api/v2/silences, /api/v2/silence/{id}, "
                                             "/metrics, /-/healthy, /-/ready, /-/reload\n");
     }
 
@@ -979,6 +1165,8 @@ private:
     std::optional<time_ms> armed_wakeup_;
     http_sender sender_;
     std::unique_ptr<delivery_service> delivery_;
+    silence_store silences_{config_.main.silences, random_uuid};
+    silence_changes unsaved_silence_changes_; // changes whose write failed, retried at each tick
     std::unique_ptr<http_server> server_;
     std::chrono::microseconds watchdog_interval_{0};
     std::chrono::steady_clock::time_point shutdown_deadline_;
@@ -1014,6 +1202,7 @@ private:
     std::shared_ptr<spdlog::logger> ingest_log_ = get_logger("ingest");
     std::shared_ptr<spdlog::logger> alert_log_ = get_logger("alerts");
     std::shared_ptr<spdlog::logger> override_log_ = get_logger("overrides");
+    std::shared_ptr<spdlog::logger> silence_log_ = get_logger("silences");
     // Threshold overrides in force; the engine runs config_.rules with these applied. Every
     // entry fits config_.rules, because a reload drops the others before it installs new rules.
     override_table overrides_;
@@ -1110,6 +1299,12 @@ std::string daemon_app::render_metrics()
         }
     }
     write_override_metrics(w);
+    const auto silence_counts = silences_.counts(clock_.now_ms());
+    w.family("tocsin_silences", "gauge", "Silences by state; expired ones are kept for silence_retention.");
+    for (const silence_state state : {silence_state::active, silence_state::pending, silence_state::expired}) {
+        w.sample("tocsin_silences", {{"state", to_string(state)}},
+                 static_cast<double>(silence_counts[static_cast<std::size_t>(state)]));
+    }
 
     w.family("tocsin_alert_limit_rejections_total", "counter", "Alerts not created because of limits.max_active_alerts.");
     w.sample("tocsin_alert_limit_rejections_total", static_cast<double>(stats.alert_limit_rejections));

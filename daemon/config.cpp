@@ -163,7 +163,7 @@ std::optional<loaded_config> config_loader::load()
         }
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
-                           "baseline_snapshot_interval", "limits", "auth", "tls", "external_url", "delivery", "state_sync",
+                           "baseline_snapshot_interval", "silence_retention", "limits", "auth", "tls", "external_url", "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
                            "mute_time_intervals", "templates"});
@@ -217,6 +217,11 @@ std::optional<loaded_config> config_loader::load()
                 } else {
                     config.baseline_snapshot_interval = *d;
                 }
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "silence_retention"); n.IsDefined()) {
+            if (auto d = check_.duration(n, "silence_retention")) {
+                config.silences.retention = *d;
             }
         }
         if (const YAML::Node n = yaml::checker::child(root, "limits"); n.IsDefined() && !n.IsNull()) {
@@ -381,7 +386,11 @@ void config_loader::load_limits(const YAML::Node& node, main_config& config)
     check_.check_keys(node, "limits",
                       {"max_body_bytes", "max_decoded_bytes", "max_samples_per_request", "max_labels_per_series",
                        "max_label_name_bytes", "max_label_value_bytes", "max_series", "per_rule_max_alerts",
-                       "max_active_alerts", "max_future_skew", "max_sample_age", "max_override_duration"});
+                       "max_active_alerts", "max_future_skew", "max_sample_age", "max_override_duration",
+                       "max_silences", "max_silence_matchers", "max_silence_bytes"});
+    positive(node, "max_silences", config.silences.max_silences, false);
+    positive(node, "max_silence_matchers", config.silences.max_matchers, false);
+    positive(node, "max_silence_bytes", config.silences.max_text_bytes, true);
     positive(node, "max_body_bytes", config.ingest.max_body_bytes, true);
     positive(node, "max_decoded_bytes", config.ingest.max_decoded_bytes, true);
     positive(node, "max_samples_per_request", config.ingest.max_samples_per_request, false);

@@ -11,6 +11,7 @@
 #include "notifiers/delivery.hpp"
 #include "notifiers/payload.hpp"
 #include "routing/config.hpp"
+#include "routing/silences.hpp"
 #include "rules/diagnostics.hpp"
 #include "rules/engine.hpp"
 #include "rules/rule.hpp"
@@ -55,6 +56,9 @@ struct main_config {
     engine_limits engine{.max_future_skew = std::chrono::minutes(10), .max_sample_age = std::chrono::hours(24)};
     // The maximum duration of a threshold override set through the API (limits.max_override_duration).
     std::chrono::milliseconds max_override_duration{std::chrono::hours(24 * 7)};
+    // limits.max_silences, limits.max_silence_matchers, limits.max_silence_bytes and
+    // silence_retention.
+    silence_limits silences;
     auth_config auth;
     tls_config tls;
     std::string log_level = "info";

@@ -65,6 +65,8 @@ public:
 
     void write_metrics(metrics_writer& w) const;
     const dispatcher& groups() const { return *dispatcher_; }
+    // See dispatcher::set_silences.
+    void set_silences(const silence_store* silences) { dispatcher_->set_silences(silences); }
 
 private:
     struct integration_metrics {

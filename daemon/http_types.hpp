@@ -2,6 +2,7 @@
 // Plain request and response types, so that only daemon/http_server.cpp includes Beast.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,6 +32,13 @@ struct http_response {
     static http_response text(int status, std::string body);
     static http_response json(int status, std::string body);
 };
+
+// Decodes %XX escapes in a path segment. Returns nullopt for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view text);
+
+// Splits a query string (a=1&b=x%20y) into decoded name and value pairs in their order; `+`
+// reads as a space, as HTML forms send it. Returns nullopt for a malformed escape.
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 
 // Called on the server's event loop thread for every complete request.
 using http_handler = std::function<http_response(const http_request&)>;

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include "daemon/silence_api.hpp"
+
 namespace tocsin {
 
 namespace {
@@ -131,6 +133,13 @@ constexpr const char* migrations[] = {
             last_sample_at INTEGER NOT NULL, -- milliseconds since the Unix epoch
             state          BLOB NOT NULL,    -- detector::save()
             PRIMARY KEY (rule_name, series)
+        );
+    )sql",
+    // Version 7: silences, pending, active and expired ones within the retention.
+    R"sql(
+        CREATE TABLE silences (
+            id   TEXT PRIMARY KEY,
+            data TEXT NOT NULL -- JSON as in Alertmanager's GettableSilence, without status
         );
     )sql",
 };
@@ -1361,6 +1370,73 @@ std::optional<std::vector<baseline_record>> state_store::load_baselines(std::siz
         return std::nullopt;
     }
     return records;
+}
+
+} // namespace tocsin
+
+namespace tocsin {
+
+bool state_store::apply_silence_changes(const silence_changes& changes, std::string& error)
+{
+    if (changes.empty()) {
+        return true;
+    }
+    if (!execute("BEGIN IMMEDIATE", error)) {
+        return false;
+    }
+    bool ok = true;
+    if (!changes.upserted.empty()) {
+        sqlite3_stmt* s = statement("INSERT OR REPLACE INTO silences (id, data) VALUES (?, ?)", error);
+        ok = s != nullptr;
+        for (const silence& item : changes.upserted) {
+            if (!ok) {
+                break;
+            }
+            bind_text(s, 1, item.id);
+            bind_text(s, 2, stored_silence(item));
+            if (!step_done(s)) {
+                error = describe_failure(fmt::format("save silence {}", item.id).c_str());
+                ok = false;
+            }
+        }
+    }
+    if (ok && !changes.deleted.empty()) {
+        sqlite3_stmt* s = statement("DELETE FROM silences WHERE id = ?", error);
+        ok = s != nullptr;
+        for (const std::string& id : changes.deleted) {
+            if (!ok) {
+                break;
+            }
+            bind_text(s, 1, id);
+            if (!step_done(s)) {
+                error = describe_failure(fmt::format("delete silence {}", id).c_str());
+                ok = false;
+            }
+        }
+    }
+    return commit_or_rollback(ok, error);
+}
+
+std::optional<std::vector<silence>> state_store::load_silences(std::vector<std::string>& unreadable, std::string& error)
+{
+    std::vector<silence> out;
+    unreadable.clear();
+    auto read_silence_row = [&](sqlite3_stmt* s) -> std::optional<std::string> {
+        const std::string id = text_column(s, 0);
+        std::string problem;
+        auto parsed = parse_stored_silence(text_column(s, 1), problem);
+        if (!parsed || parsed->id != id) {
+            // Reported by the caller; the other silences still load.
+            unreadable.push_back(fmt::format("{}: {}", id, parsed ? "id does not match the row" : problem));
+            return std::nullopt;
+        }
+        out.push_back(std::move(*parsed));
+        return std::nullopt;
+    };
+    if (!read_rows("SELECT id, data FROM silences ORDER BY id", "silences", read_silence_row, error)) {
+        return std::nullopt;
+    }
+    return out;
 }
 
 } // namespace tocsin

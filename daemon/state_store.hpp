@@ -5,6 +5,7 @@
 //   outbox of notifications not yet accepted by their receiver, and each group's Slack message;
 // - the threshold overrides set through the API, until they expire;
 // - snapshots of the detectors of dynamic rules, so that baselines survive a restart;
+// - silences;
 // - a small key/value table for facts such as the hash of the last loaded configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
@@ -32,6 +33,7 @@
 #include "notifiers/delivery.hpp"
 #include "notifiers/sender.hpp"
 #include "routing/dispatcher.hpp"
+#include "routing/silences.hpp"
 #include "rules/engine.hpp"
 
 struct sqlite3;
@@ -111,10 +113,16 @@ public:
     // and counted in `unreadable`.
     std::optional<std::vector<baseline_record>> load_baselines(std::size_t& unreadable, std::string& error);
 
+    // Writes the changes of the silence store in one transaction.
+    bool apply_silence_changes(const silence_changes& changes, std::string& error);
+    // Returns the stored silences. A row that cannot be read is skipped and described in
+    // `unreadable` (its id and the problem).
+    std::optional<std::vector<silence>> load_silences(std::vector<std::string>& unreadable, std::string& error);
+
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 6;
+    static constexpr int schema_version = 7;
 
 private:
     state_store(sqlite3* db, std::string path);

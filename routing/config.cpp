@@ -8,6 +8,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include "routing/config_loading.hpp"
@@ -301,6 +302,7 @@ private:
     void load_route(const YAML::Node& node, const route_config* parent, route_config& out, const std::string& field);
     void check_intervals(const YAML::Node& node, const route_config& route, const std::string& field);
     void load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out);
+    void warn_unrequired_equal(const YAML::Node& item, const std::string& field, const inhibit_rule_config& rule);
     void load_time_intervals(const YAML::Node& node, const std::string& field, std::vector<time_interval_config>& out);
     void load_time_interval_spec(const YAML::Node& node, const std::string& field);
     void load_templates(const YAML::Node& node, std::vector<std::string>& out);
@@ -577,6 +579,29 @@ void assign_child_keys(route_config& route)
     }
 }
 
+// Warns about `equal` labels that the source matchers let be absent. An absent label reads as
+// empty on both sides, so a source alert without it inhibits every target alert without it,
+// which is rarely what the rule's author meant.
+void routing_loader::warn_unrequired_equal(const YAML::Node& item, const std::string& field,
+                                           const inhibit_rule_config& rule)
+{
+    std::vector<std::string> unrequired;
+    for (const std::string& name : rule.equal) {
+        const bool required = std::any_of(rule.source_matchers.begin(), rule.source_matchers.end(),
+                                          [&](const label_matcher& m) { return m.name() == name && !m.matches(""); });
+        if (!required) {
+            unrequired.push_back(name);
+        }
+    }
+    if (unrequired.empty()) {
+        return;
+    }
+    ctx_.warn(item, fmt::format("{}: the source matchers do not require the equal labels {}, so a source alert "
+                                "without them inhibits every target alert without them; add source matchers such as "
+                                "{}=~\".+\" if that is not intended",
+                                field, fmt::join(unrequired, ", "), unrequired.front()));
+}
+
 void routing_loader::load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out)
 {
     if (node.IsNull() || !check_.expect_sequence(node, "inhibit_rules")) {
@@ -617,6 +642,7 @@ void routing_loader::load_inhibit_rules(const YAML::Node& node, std::vector<inhi
         }
         sort_matchers(rule.source_matchers);
         sort_matchers(rule.target_matchers);
+        warn_unrequired_equal(item, field, rule);
         out.push_back(std::move(rule));
     }
 }
@@ -943,12 +969,6 @@ routing_config routing_loader::load(const YAML::Node& root)
     }
     if (const YAML::Node n = checker::child(root, "inhibit_rules"); defined(n)) {
         load_inhibit_rules(n, config.inhibit_rules);
-        if (!config.inhibit_rules.empty()) {
-            // NOTE: inhibition is checked but not applied yet.
-            ctx_.warn(n, fmt::format("inhibit_rules ({} rules) are checked but not applied yet: target alerts are "
-                                     "notified even while a source alert fires",
-                                     config.inhibit_rules.size()));
-        }
     }
     if (const YAML::Node n = checker::child(root, "templates"); defined(n)) {
         load_templates(n, config.template_files);

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "rules/rule.hpp"
+#include "routing/inhibit.hpp"
+#include "routing/silences.hpp"
 
 namespace tocsin {
 
@@ -163,6 +165,16 @@ struct dispatcher::impl {
         if (config_->present) {
             index_routes(config_->root);
         }
+        inhibitor_ = std::make_unique<inhibitor>(config_->inhibit_rules);
+        for (const auto& [id, entry] : alerts_) {
+            inhibitor_->observe(entry.current);
+        }
+    }
+
+    // True when an active silence or a firing source alert mutes `a`.
+    bool muted(const alert& a, time_ms now) const
+    {
+        return (silences_ != nullptr && silences_->mutes(a.labels, now)) || inhibitor_->inhibited(a.id, a.labels, now);
     }
 
     void index_routes(const route_config& route)
@@ -286,6 +298,7 @@ struct dispatcher::impl {
 
     void erase_alert(std::unordered_map<std::uint64_t, alert_entry>::iterator it)
     {
+        inhibitor_->forget(it->first);
         clear_orphan(it->second);
         dirty_alerts_.insert(it->first);
         alerts_.erase(it);
@@ -309,6 +322,7 @@ struct dispatcher::impl {
         auto found = alerts_.find(id);
         if (found == alerts_.end()) {
             auto& entry = alerts_.emplace(id, alert_entry{std::move(a), {}, 0}).first->second;
+            inhibitor_->observe(entry.current);
             route_alert(entry, now);
             update_copies(entry.current, now);
             finish_upsert(alerts_.find(id), now);
@@ -334,6 +348,7 @@ struct dispatcher::impl {
         }
 
         entry.current = std::move(a);
+        inhibitor_->observe(entry.current);
         entry.group_keys.clear();
         for (auto& t : targets) {
             group& g = ensure_group(t.key, t.route, t.labels, now);
@@ -458,18 +473,32 @@ struct dispatcher::impl {
         return out;
     }
 
+    // Notifies the integrations of a group's receiver, as Alertmanager's pipeline does: muted
+    // alerts (silenced or inhibited) are left out, and when nothing is left the integration
+    // is skipped with its notification log unchanged. One exception keeps receivers in step:
+    // the resolve of an alert that the integration last heard of as firing is sent even when
+    // the alert is muted now, so an incident opened before a silence still closes.
     void flush_group(group& g, time_ms now, std::vector<notification>& out)
     {
         std::vector<sorted_alert> firing;
-        std::vector<sorted_alert> resolved;
+        std::vector<sorted_alert> all_resolved;
+        std::vector<bool> resolved_muted;
         for (const auto& [id, a] : g.alerts) {
-            (a.resolved_at(now) ? resolved : firing).push_back({a.labels.to_string(), &a});
+            if (!a.resolved_at(now)) {
+                if (!muted(a, now)) {
+                    firing.push_back({a.labels.to_string(), &a});
+                }
+            } else {
+                all_resolved.push_back({a.labels.to_string(), &a});
+            }
         }
         auto by_labels = [](const sorted_alert& x, const sorted_alert& y) { return x.sort_key < y.sort_key; };
         std::sort(firing.begin(), firing.end(), by_labels);
-        std::sort(resolved.begin(), resolved.end(), by_labels);
+        std::sort(all_resolved.begin(), all_resolved.end(), by_labels);
+        for (const auto& r : all_resolved) {
+            resolved_muted.push_back(muted(*r.value, now));
+        }
         const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
-        const std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
 
         if (const receiver_config* receiver = config_->find_receiver(g.route->receiver)) {
             for (const auto& slot : integrations_of(*receiver)) {
@@ -477,6 +506,19 @@ struct dispatcher::impl {
                 std::string integration_id = ref.id();
                 auto entry = nflog_.find({g.key, integration_id});
                 const nflog_record* previous = entry == nflog_.end() ? nullptr : &entry->second;
+                std::vector<sorted_alert> resolved;
+                for (std::size_t i = 0; i < all_resolved.size(); ++i) {
+                    const bool announced_firing =
+                        previous != nullptr && std::binary_search(previous->firing.begin(), previous->firing.end(),
+                                                                  all_resolved[i].value->fingerprint());
+                    if (!resolved_muted[i] || announced_firing) {
+                        resolved.push_back(all_resolved[i]);
+                    }
+                }
+                if (firing.empty() && resolved.empty()) {
+                    continue;
+                }
+                const std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
                 if (!needs_update(previous, firing_fps, resolved_fps, slot.send_resolved, g.route->repeat_interval,
                                   now)) {
                     continue;
@@ -501,8 +543,8 @@ struct dispatcher::impl {
 
         // Resolved alerts leave the group whether they were announced or needed no notification.
         std::vector<std::uint64_t> leaving;
-        leaving.reserve(resolved.size());
-        for (const auto& r : resolved) {
+        leaving.reserve(all_resolved.size());
+        for (const auto& r : all_resolved) {
             leaving.push_back(r.value->id);
         }
         for (std::uint64_t id : leaving) {
@@ -647,6 +689,7 @@ struct dispatcher::impl {
             }
             if (entry.group_keys.empty() && entry.current.resolved_at(now)) {
                 clear_orphan(entry);
+                inhibitor_->forget(it->first);
                 dirty_alerts_.insert(it->first);
                 it = alerts_.erase(it);
                 continue;
@@ -687,6 +730,7 @@ struct dispatcher::impl {
         for (const auto& a : state.alerts) {
             auto [it, inserted] = alerts_.insert_or_assign(a.id, alert_entry{a, {}, 0});
             (void)inserted;
+            inhibitor_->observe(a);
             route_alert(it->second, now);
             finish_upsert(it, now);
         }
@@ -807,6 +851,8 @@ struct dispatcher::impl {
     std::set<nflog_key> dirty_nflog_;
     std::set<std::pair<std::string, std::uint64_t>> dirty_copies_; // (group key, alert id)
     bool quiet_groups_ = false; // set while a reload or restore decides which groups changed
+    std::unique_ptr<inhibitor> inhibitor_;
+    const silence_store* silences_ = nullptr; // owned by the caller; null mutes nothing
     std::uint64_t notifications_ = 0;
 };
 
@@ -878,6 +924,22 @@ std::vector<group_info> dispatcher::groups() const
         out.push_back(std::move(info));
     }
     std::sort(out.begin(), out.end(), [](const group_info& x, const group_info& y) { return x.group_key < y.group_key; });
+    return out;
+}
+
+void dispatcher::set_silences(const silence_store* silences)
+{
+    impl_->silences_ = silences;
+}
+
+mute_status dispatcher::mute_status_of(std::uint64_t id, const label_set& labels) const
+{
+    mute_status out;
+    const time_ms now = impl_->clock_.now_ms();
+    if (impl_->silences_ != nullptr) {
+        out.silenced_by = impl_->silences_->muted_by(labels, now);
+    }
+    out.inhibited_by = impl_->inhibitor_->inhibited_by(id, labels, now);
     return out;
 }
 

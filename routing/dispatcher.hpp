@@ -16,6 +16,8 @@
 // - An alert keeps its id when its labels change. A group it leaves keeps a copy with the old
 //   labels: a firing copy when the severity rose (as separate warning and critical alerts would
 //   in Alertmanager), otherwise a resolved one. Copies resolve with the alert.
+// - At a flush, alerts muted by an active silence or by an inhibit rule are left out, as in
+//   Alertmanager (see flush_group() for the one exception, resolves of announced alerts).
 // - Group timers, copies and the notification log are part of the durable state
 //   (take_changes()), so a restart or a reload neither sends again what was sent nor forgets a
 //   resolve.
@@ -108,6 +110,16 @@ struct group_info {
     time_ms next_flush_at = 0;
 };
 
+// Why an alert is not notified: the ids of the active silences that match it and of the
+// firing alerts that inhibit it. Both empty for an alert that is notified.
+struct mute_status {
+    std::vector<std::string> silenced_by;
+    std::vector<std::uint64_t> inhibited_by;
+    bool muted() const { return !silenced_by.empty() || !inhibited_by.empty(); }
+};
+
+class silence_store;
+
 struct dispatcher_stats {
     std::size_t alerts = 0;
     std::size_t groups = 0;
@@ -148,6 +160,13 @@ public:
     void restore(const dispatch_state& state);
 
     dispatch_changes take_changes();
+
+    // Mutes the alerts that active silences of `silences` match, from the next flush on. The
+    // store is the caller's and must outlive the dispatcher; null (the default) mutes none.
+    void set_silences(const silence_store* silences);
+
+    // The silences and source alerts that mute an alert with this id and labels now.
+    mute_status mute_status_of(std::uint64_t id, const label_set& labels) const;
 
     std::vector<alert> alerts() const;
     std::vector<group_info> groups() const;

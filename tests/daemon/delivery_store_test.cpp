@@ -246,12 +246,12 @@ TEST_CASE("delivery store: version 3 database migrates")
         REQUIRE(store->commit({}, {sample_changes()}, entries, error));
     }
     {
-        // Migrations 1 to 3 are unchanged, so removing what versions 4 to 6 added gives the
+        // Migrations 1 to 3 are unchanged, so removing what versions 4 to 7 added gives the
         // version 3 schema as released.
         sqlite3* db = nullptr;
         REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
         const char* downgrade =
-            "DROP TABLE dispatch_copies; DROP TABLE threshold_overrides; DROP TABLE baselines; "
+            "DROP TABLE dispatch_copies; DROP TABLE threshold_overrides; DROP TABLE baselines; DROP TABLE silences; "
             "UPDATE schema_version SET version = 3;";
         REQUIRE(sqlite3_exec(db, downgrade, nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(db);
@@ -285,7 +285,7 @@ TEST_CASE("delivery store: version 3 database migrates")
     REQUIRE(sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &query, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(query) == SQLITE_ROW);
     CHECK(sqlite3_column_int(query, 0) == state_store::schema_version);
-    CHECK(state_store::schema_version == 6);
+    CHECK(state_store::schema_version == 7);
     sqlite3_finalize(query);
     sqlite3_close(db);
 }

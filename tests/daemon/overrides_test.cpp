@@ -442,7 +442,8 @@ TEST_CASE("state_store: version 4 database gains the overrides table")
     const std::string path = (dir.path() / "tocsin.db").string();
     sqlite3* db = nullptr;
     REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    const char* downgrade = "DROP TABLE threshold_overrides; DROP TABLE baselines; UPDATE schema_version SET version = 4";
+    const char* downgrade = "DROP TABLE threshold_overrides; DROP TABLE baselines; DROP TABLE silences; "
+                            "UPDATE schema_version SET version = 4";
     REQUIRE(sqlite3_exec(db, downgrade, nullptr, nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(db);
 

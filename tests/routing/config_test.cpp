@@ -745,3 +745,24 @@ TEST_CASE("routing keys list the top-level keys")
         CHECK(std::find(keys.begin(), keys.end(), key) != keys.end());
     }
 }
+
+TEST_CASE("routing warns about equal labels the inhibit source does not require")
+{
+    auto result = load_text(R"(
+route: {receiver: a}
+receivers: [{name: a}]
+inhibit_rules:
+  - source_matchers: [severity="critical"]
+    target_matchers: [severity="warning"]
+    equal: [alertname, cluster]
+  - source_matchers: [severity="critical", 'cluster=~".+"']
+    target_matchers: [severity="warning"]
+    equal: [cluster]
+)");
+    REQUIRE(result.errors.empty());
+    REQUIRE(result.warnings.size() == 1);
+    CHECK(result.warnings.items()[0].to_string() ==
+          "am.yml:5:5: inhibit_rules[0]: the source matchers do not require the equal labels alertname, cluster, so a "
+          "source alert without them inhibits every target alert without them; add source matchers such as "
+          "alertname=~\".+\" if that is not intended");
+}

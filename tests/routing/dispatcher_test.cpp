@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -8,6 +9,7 @@
 
 #include "rules/clock.hpp"
 #include "routing/dispatcher.hpp"
+#include "routing/silences.hpp"
 
 using namespace tocsin;
 
@@ -1179,4 +1181,174 @@ TEST_CASE("dispatcher reload keeps a firing copy")
                        "@10m30s slack/slack/0 firing[] resolved[h1]",
                        "@12m0s pd/pagerduty/0 firing[] resolved[h1]",
                    });
+}
+
+namespace {
+
+inhibit_rule_config inhibit_rule(std::vector<std::string_view> source, std::vector<std::string_view> target,
+                                 std::vector<std::string> equal)
+{
+    inhibit_rule_config r;
+    for (auto text : source) {
+        r.source_matchers.push_back(matcher(text));
+    }
+    for (auto text : target) {
+        r.target_matchers.push_back(matcher(text));
+    }
+    r.equal = std::move(equal);
+    return r;
+}
+
+std::shared_ptr<const routing_config> config_with_inhibit(std::vector<inhibit_rule_config> rules)
+{
+    auto c = std::make_shared<routing_config>();
+    c->root = make_root({"alertname", "instance"}, 30 * sec, 5 * minute, 4 * hour);
+    c->receivers = {webhook_receiver("hook")};
+    c->present = true;
+    c->inhibit_rules = std::move(rules);
+    return c;
+}
+
+// The alertnames of the alerts notified, in notification order.
+std::set<std::string> notified_names(const harness& h)
+{
+    std::set<std::string> out;
+    for (const auto& n : h.sent) {
+        for (std::size_t i = 0; i < n.firing; ++i) {
+            out.insert(std::string(n.alerts[i].labels.get("alertname")) + "/" +
+                       std::string(n.alerts[i].labels.get("cluster")) + "/" +
+                       std::string(n.alerts[i].labels.get("shard")));
+        }
+    }
+    return out;
+}
+
+silence_store make_silences()
+{
+    return silence_store(silence_limits{}, [n = 0]() mutable { return "s" + std::to_string(++n); });
+}
+
+silence silence_of(std::string_view text, time_ms starts_at, time_ms ends_at)
+{
+    silence s;
+    s.matchers = {matcher(text)};
+    s.starts_at = starts_at;
+    s.ends_at = ends_at;
+    s.created_by = "alice";
+    s.comment = "maintenance";
+    return s;
+}
+
+} // namespace
+
+TEST_CASE("inhibition: an alert never inhibits itself")
+{
+    // source alertname=~"Prefix_.+", target alertname="Prefix_Failsafe", equal cluster.
+    const auto rule = inhibit_rule({R"(alertname=~"Prefix_.+")"}, {R"(alertname="Prefix_Failsafe")"}, {"cluster"});
+    struct scenario {
+        const char* name;
+        std::vector<std::vector<label>> alerts;
+        std::set<std::string> notified;
+    };
+    const std::vector<scenario> scenarios = {
+        {"failsafe alone", {{{"alertname", "Prefix_Failsafe"}, {"cluster", "c1"}}}, {"Prefix_Failsafe/c1/"}},
+        {"disk full in the same cluster",
+         {{{"alertname", "Prefix_Failsafe"}, {"cluster", "c1"}}, {{"alertname", "Prefix_DiskFull"}, {"cluster", "c1"}}},
+         {"Prefix_DiskFull/c1/"}},
+        {"disk full in another cluster",
+         {{{"alertname", "Prefix_Failsafe"}, {"cluster", "c1"}}, {{"alertname", "Prefix_DiskFull"}, {"cluster", "c2"}}},
+         {"Prefix_DiskFull/c2/", "Prefix_Failsafe/c1/"}},
+        {"two failsafes",
+         {{{"alertname", "Prefix_Failsafe"}, {"cluster", "c1"}, {"shard", "a"}},
+          {{"alertname", "Prefix_Failsafe"}, {"cluster", "c1"}, {"shard", "b"}}},
+         {"Prefix_Failsafe/c1/a", "Prefix_Failsafe/c1/b"}},
+    };
+    for (const auto& sc : scenarios) {
+        INFO(sc.name);
+        harness h(config_with_inhibit({rule}));
+        std::uint64_t id = 0;
+        for (const auto& l : sc.alerts) {
+            alert a;
+            a.id = ++id;
+            a.labels = label_set(l);
+            h.post(a);
+        }
+        h.run_until(10 * minute);
+        CHECK(notified_names(h) == sc.notified);
+    }
+}
+
+TEST_CASE("inhibition: the target is muted while the source fires and notified after")
+{
+    const auto rule = inhibit_rule({"severity=critical"}, {"severity=warning"}, {"cluster"});
+    harness h(config_with_inhibit({rule}));
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}, {"cluster", "c1"}}));
+    h.post(make_alert(2, "DiskFilling", "h1", 0, {{"severity", "warning"}, {"cluster", "c1"}}));
+    // A missing equal label on both sides counts as equal, as in Alertmanager.
+    h.post(make_alert(3, "NoCluster", "h2", 0, {{"severity", "warning"}}));
+    h.post(make_alert(4, "NoClusterSource", "h2", 0, {{"severity", "critical"}}));
+    h.run_until(1 * minute);
+    CHECK(h.log == lines{"@30s hook/webhook/0 firing[h1] resolved[]", "@30s hook/webhook/0 firing[h2] resolved[]"});
+    CHECK(notified_names(h) == std::set<std::string>{"DiskFull/c1/", "NoClusterSource//"});
+
+    const mute_status status = h.d->mute_status_of(2, h.d->alerts().at(1).labels);
+    CHECK(status.inhibited_by == std::vector<std::uint64_t>{1});
+    CHECK(status.silenced_by.empty());
+
+    // The source resolves: the target is notified at its group's next tick.
+    h.post(resolved(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}, {"cluster", "c1"}}), 2 * minute));
+    h.run_until(6 * minute);
+    CHECK(notified_names(h).contains("DiskFilling/c1/"));
+    CHECK_FALSE(h.d->mute_status_of(2, h.d->alerts().at(0).labels).muted());
+}
+
+TEST_CASE("silences: a silenced alert is not notified until the silence ends")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    silence_store silences = make_silences();
+    h.d->set_silences(&silences);
+    REQUIRE(silences.set(silence_of("instance=h1", 0, 20 * minute), 0).ok());
+
+    h.post(make_alert(1, "X", "h1", 0));
+    h.post(make_alert(2, "X", "h2", 0));
+    h.run_until(19 * minute);
+    CHECK(h.log == lines{"@30s hook/webhook/0 firing[h2] resolved[]"});
+    CHECK(h.d->mute_status_of(1, h.d->alerts().at(0).labels).silenced_by == std::vector<std::string>{"s1"});
+
+    // After the silence ends, the next group tick announces h1.
+    h.run_until(26 * minute);
+    CHECK(h.log == lines{"@30s hook/webhook/0 firing[h2] resolved[]", "@20m30s hook/webhook/0 firing[h1,h2] resolved[]"});
+}
+
+TEST_CASE("silences: an alert silenced after its page still sends its resolve")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    silence_store silences = make_silences();
+    h.d->set_silences(&silences);
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(1 * minute);
+    REQUIRE(silences.set(silence_of("alertname=X", 1 * minute, 2 * hour), 1 * minute).ok());
+
+    // Silenced while firing: the reminders stop, nothing else is sent.
+    h.run_until(20 * minute);
+    CHECK(h.log == lines{"@30s hook/webhook/0 firing[h1] resolved[]"});
+
+    // It resolves under the silence: the receiver heard it firing, so it hears the resolve.
+    h.post(resolved(make_alert(1, "X", "h1", 0), 21 * minute));
+    h.run_until(30 * minute);
+    CHECK(h.log == lines{"@30s hook/webhook/0 firing[h1] resolved[]", "@25m30s hook/webhook/0 firing[] resolved[h1]"});
+}
+
+TEST_CASE("silences: an alert that fires and resolves under a silence sends nothing")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    silence_store silences = make_silences();
+    h.d->set_silences(&silences);
+    REQUIRE(silences.set(silence_of("alertname=X", 0, 2 * hour), 0).ok());
+    h.post(make_alert(1, "X", "h1", 0));
+    h.run_until(3 * minute);
+    h.post(resolved(make_alert(1, "X", "h1", 0), 3 * minute));
+    h.run_until(30 * minute);
+    CHECK(h.log.empty());
+    CHECK(h.d->groups().empty());
 }
