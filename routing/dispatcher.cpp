@@ -171,9 +171,18 @@ struct dispatcher::impl {
         }
     }
 
-    // True when an active silence or a firing source alert mutes `a`.
-    bool muted(const alert& a, time_ms now) const
+    // True when an active silence or a firing source alert mutes `a`, or when `a` is a firing
+    // copy in `g` of an alert that now fires at a higher severity (its lower tier is not
+    // notified on its own while the higher one fires).
+    bool muted(const group& g, const alert& a, time_ms now) const
     {
+        if (g.copies.contains(a.id) && !a.resolved_at(now)) {
+            auto it = alerts_.find(a.id);
+            if (it != alerts_.end() && !it->second.current.resolved_at(now) &&
+                severity_rose(a.labels, it->second.current.labels)) {
+                return true;
+            }
+        }
         return (silences_ != nullptr && silences_->mutes(a.labels, now)) || inhibitor_->inhibited(a.id, a.labels, now);
     }
 
@@ -347,12 +356,17 @@ struct dispatcher::impl {
             }
         }
 
+        // An escalation is announced at once rather than at the group's next tick.
+        const bool escalated = !resolved && severity_rose(entry.current.labels, a.labels);
         entry.current = std::move(a);
         inhibitor_->observe(entry.current);
         entry.group_keys.clear();
         for (auto& t : targets) {
             group& g = ensure_group(t.key, t.route, t.labels, now);
             put_in_group(g, entry.current, now);
+            if (escalated && g.has_flushed && g.next_flush_at > now) {
+                set_timer(g, now);
+            }
             entry.group_keys.push_back(t.key);
         }
         update_copies(entry.current, now);
@@ -485,7 +499,7 @@ struct dispatcher::impl {
         std::vector<bool> resolved_muted;
         for (const auto& [id, a] : g.alerts) {
             if (!a.resolved_at(now)) {
-                if (!muted(a, now)) {
+                if (!muted(g, a, now)) {
                     firing.push_back({a.labels.to_string(), &a});
                 }
             } else {
@@ -496,7 +510,7 @@ struct dispatcher::impl {
         std::sort(firing.begin(), firing.end(), by_labels);
         std::sort(all_resolved.begin(), all_resolved.end(), by_labels);
         for (const auto& r : all_resolved) {
-            resolved_muted.push_back(muted(*r.value, now));
+            resolved_muted.push_back(muted(g, *r.value, now));
         }
         const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
 

@@ -17,7 +17,9 @@
 //   labels: a firing copy when the severity rose (as separate warning and critical alerts would
 //   in Alertmanager), otherwise a resolved one. Copies resolve with the alert.
 // - At a flush, alerts muted by an active silence or by an inhibit rule are left out, as in
-//   Alertmanager (see flush_group() for the one exception, resolves of announced alerts).
+//   Alertmanager (see flush_group() for the one exception, resolves of announced alerts). So
+//   is the firing copy of an alert's lower tier while the alert fires at a higher one.
+// - A rise in an alert's severity flushes its groups at once instead of at their next tick.
 // - Group timers, copies and the notification log are part of the durable state
 //   (take_changes()), so a restart or a reload neither sends again what was sent nor forgets a
 //   resolve.

@@ -485,8 +485,9 @@ TEST_CASE("dispatcher keeps groups of different instances apart")
     CHECK(h.log == lines{
                        "@30s pd/pagerduty/0 firing[h1] resolved[]",
                        "@30s pd/pagerduty/0 firing[h2] resolved[]",
-                       "@5m30s pd/pagerduty/0 firing[h1] resolved[]",
-                       "@10m30s pd/pagerduty/0 firing[] resolved[h1]",
+                       // The escalation goes out at once; the group's ticks then count from it.
+                       "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@12m0s pd/pagerduty/0 firing[] resolved[h1]",
                    });
     REQUIRE(h.sent.size() == 4);
     const std::string k1 = R"({}:{alertname="DiskFull", instance="h1"})";
@@ -1024,7 +1025,7 @@ TEST_CASE("dispatcher falling below a copy's tier resolves the copy")
     h.run_until(2 * minute);
     h.post(disk_alert("critical", "disk 92%"));
     h.run_until(3 * minute);
-    // critical and page share the PagerDuty group: a change within it, announced at its tick.
+    // critical and page share the PagerDuty group: an escalation within it, announced at once.
     h.post(disk_alert("page", "disk 99%"));
     h.run_until(4 * minute);
     // Down to info, below warning: the Slack group's warning copy resolves too.
@@ -1034,14 +1035,16 @@ TEST_CASE("dispatcher falling below a copy's tier resolves the copy")
     CHECK(h.log == lines{
                        "@30s slack/slack/0 firing[h1] resolved[]",
                        "@2m0s pd/pagerduty/0 firing[h1] resolved[]",
+                       "@3m0s pd/pagerduty/0 firing[h1] resolved[]",
                        "@4m0s log/webhook/0 firing[h1] resolved[]",
                        "@5m30s slack/slack/0 firing[] resolved[h1]",
-                       "@7m0s pd/pagerduty/0 firing[] resolved[h1]",
+                       "@8m0s pd/pagerduty/0 firing[] resolved[h1]",
                    });
-    REQUIRE(h.sent.size() == 5);
-    CHECK(h.sent[3].alerts.at(0).labels.get("severity") == "warning");
-    CHECK(h.sent[3].alerts.at(0).ends_at == 4 * minute);
-    CHECK(h.sent[4].alerts.at(0).labels.get("severity") == "page");
+    REQUIRE(h.sent.size() == 6);
+    CHECK(h.sent[2].alerts.at(0).labels.get("severity") == "page");
+    CHECK(h.sent[4].alerts.at(0).labels.get("severity") == "warning");
+    CHECK(h.sent[4].alerts.at(0).ends_at == 4 * minute);
+    CHECK(h.sent[5].alerts.at(0).labels.get("severity") == "page");
     auto groups = h.d->groups();
     REQUIRE(groups.size() == 1);
     CHECK(groups[0].receiver == "log");
@@ -1090,11 +1093,12 @@ TEST_CASE("dispatcher move without a severity rise resolves")
         h.run_until(3 * minute);
         h.post(disk_alert("error", "disk 90%"));
         h.run_until(10 * minute);
-        // warning to error is a rise: the Slack group keeps firing and sends nothing.
+        // warning to error is a rise: the Slack group keeps firing and sends nothing, and the
+        // PagerDuty group announces the escalation at once.
         CHECK(h.log == lines{
                            "@30s pd/pagerduty/0 firing[h1] resolved[]",
                            "@2m0s slack/slack/0 firing[h1] resolved[]",
-                           "@5m30s pd/pagerduty/0 firing[h1] resolved[]",
+                           "@3m0s pd/pagerduty/0 firing[h1] resolved[]",
                        });
         CHECK(h.store.copies.size() == 1);
     }
@@ -1351,4 +1355,54 @@ TEST_CASE("silences: an alert that fires and resolves under a silence sends noth
     h.run_until(30 * minute);
     CHECK(h.log.empty());
     CHECK(h.d->groups().empty());
+}
+
+TEST_CASE("tier inhibition: the lower tier's copy sends no reminders while the higher tier fires")
+{
+    // Slack takes warnings with a 10m repeat; critical goes to PagerDuty.
+    route_config root = make_root({"alertname"}, 30 * sec, 1 * minute, 10 * minute, "slack");
+    root.routes.push_back(make_child(root, R"(severity="critical")", "pd"));
+    receiver_config slack = webhook_receiver("slack");
+    receiver_config pd = webhook_receiver("pd");
+    harness h(make_config(root, {slack, pd}));
+
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "warning"}}));
+    h.run_until(2 * minute);
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}}));
+    h.run_until(25 * minute);
+    // The Slack group keeps its warning copy firing, but without reminders; PagerDuty repeats.
+    CHECK(h.log == lines{
+                       "@30s slack/webhook/0 firing[h1] resolved[]",
+                       "@2m0s pd/webhook/0 firing[h1] resolved[]",
+                       "@12m0s pd/webhook/0 firing[h1] resolved[]",
+                       "@22m0s pd/webhook/0 firing[h1] resolved[]",
+                   });
+
+    // Back down to warning: the Slack group hears the warning again at its next tick, since
+    // the copy gives way to the alert.
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "warning"}}));
+    h.run_until(27 * minute);
+    REQUIRE(h.log.size() >= 6);
+    CHECK(h.log[4] == "@25m30s slack/webhook/0 firing[h1] resolved[]");
+    CHECK(h.log[5] == "@26m0s pd/webhook/0 firing[] resolved[h1]");
+}
+
+TEST_CASE("tier inhibition: an escalation in the same group goes out at once")
+{
+    harness h(make_config(make_root({"alertname"}, 30 * sec, 5 * minute, 4 * hour), {webhook_receiver("hook")}));
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "warning"}}));
+    h.run_until(1 * minute);
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "critical"}}));
+    h.run_until(1 * minute);
+    // A fall in severity waits for the tick.
+    h.post(make_alert(1, "DiskFull", "h1", 0, {{"severity", "warning"}}));
+    h.run_until(7 * minute);
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@1m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@6m0s hook/webhook/0 firing[h1] resolved[]",
+                   });
+    REQUIRE(h.sent.size() == 3);
+    CHECK(h.sent[1].alerts[0].labels.get("severity") == "critical");
+    CHECK(h.sent[2].alerts[0].labels.get("severity") == "warning");
 }
