@@ -132,6 +132,7 @@ constexpr const char* migrations[] = {
             spec_hash      INTEGER NOT NULL, -- detector_spec_hash bit cast to signed
             last_sample_at INTEGER NOT NULL, -- milliseconds since the Unix epoch
             state          BLOB NOT NULL,    -- detector::save()
+            last_output    BLOB NOT NULL,    -- write_output() of the last value scored
             PRIMARY KEY (rule_name, series)
         );
     )sql",
@@ -1321,7 +1322,7 @@ bool state_store::replace_baselines(const std::vector<baseline_record>& records,
     }
     bool ok = execute("DELETE FROM baselines", error);
     sqlite3_stmt* s = ok ? statement("INSERT OR REPLACE INTO baselines (rule_name, series, spec_hash, last_sample_at, "
-                                     "state) VALUES (?, ?, ?, ?, ?)",
+                                     "state, last_output) VALUES (?, ?, ?, ?, ?, ?)",
                                      error)
                          : nullptr;
     ok = ok && s != nullptr;
@@ -1334,6 +1335,8 @@ bool state_store::replace_baselines(const std::vector<baseline_record>& records,
         sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(rec.spec_hash));
         sqlite3_bind_int64(s, 4, rec.last_sample_at);
         sqlite3_bind_blob(s, 5, rec.state.data(), static_cast<int>(rec.state.size()), SQLITE_TRANSIENT);
+        const std::string last = write_output(rec.last);
+        sqlite3_bind_blob(s, 6, last.data(), static_cast<int>(last.size()), SQLITE_TRANSIENT);
         if (!step_done(s)) {
             error = describe_failure(fmt::format("save the baseline of rule {}", rec.rule_name).c_str());
             ok = false;
@@ -1362,10 +1365,18 @@ std::optional<std::vector<baseline_record>> state_store::load_baselines(std::siz
         if (blob != nullptr && size > 0) {
             rec.state.assign(static_cast<const char*>(blob), static_cast<std::size_t>(size));
         }
+        const void* last = sqlite3_column_blob(s, 5);
+        const int last_size = sqlite3_column_bytes(s, 5);
+        if (last == nullptr ||
+            !read_output(std::string_view(static_cast<const char*>(last), static_cast<std::size_t>(last_size)),
+                         rec.last)) {
+            ++unreadable;
+            return std::nullopt;
+        }
         records.push_back(std::move(rec));
         return std::nullopt;
     };
-    if (!read_rows("SELECT rule_name, series, spec_hash, last_sample_at, state FROM baselines", "baselines",
+    if (!read_rows("SELECT rule_name, series, spec_hash, last_sample_at, state, last_output FROM baselines", "baselines",
                    read_baseline, error)) {
         return std::nullopt;
     }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "rules/detector_impl.hpp"
+#include "rules/state_codec.hpp"
 
 namespace tocsin {
 
@@ -35,6 +36,38 @@ std::optional<detector_kind> parse_detector_kind(std::string_view name)
         }
     }
     return std::nullopt;
+}
+
+std::string write_output(const detector_output& out)
+{
+    std::string text;
+    detail::state_writer w(text);
+    w.boolean(out.ready);
+    w.f64(out.score);
+    w.f64(out.baseline);
+    w.f64(out.scale);
+    w.u64(out.samples);
+    w.u64(out.current_samples);
+    w.f64(out.secondary);
+    return text;
+}
+
+bool read_output(std::string_view text, detector_output& out)
+{
+    detail::state_reader r(text);
+    detector_output read;
+    read.ready = r.boolean();
+    read.score = r.f64();
+    read.baseline = r.f64();
+    read.scale = r.f64();
+    read.samples = static_cast<std::size_t>(r.u64());
+    read.current_samples = static_cast<std::size_t>(r.u64());
+    read.secondary = r.f64();
+    if (!r.done()) {
+        return false;
+    }
+    out = read;
+    return true;
 }
 
 std::unique_ptr<detector> make_detector(const detector_spec& spec, std::string& error)

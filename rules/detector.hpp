@@ -195,6 +195,11 @@ public:
     virtual bool load(std::string_view in) = 0;
 };
 
+// Writes an output in the binary form of detector state, and reads it back. read_output
+// returns false for a truncated or corrupt text.
+std::string write_output(const detector_output& out);
+bool read_output(std::string_view text, detector_output& out);
+
 // Creates the detector for one series. The spec must outlive the detector (rules are shared
 // and immutable). A spec with warm_start data feeds those samples through learn() first.
 // Returns nullptr with `error` set when the spec cannot work (an unknown time zone, a file

@@ -1877,6 +1877,7 @@ struct engine::impl {
                 rec.series = unpack_labels(series_[s].labels.get());
                 rec.last_sample_at = series_[s].last_ts;
                 entry.dynamic->scorer->save(rec.state);
+                rec.last = entry.dynamic->last;
                 out.push_back(std::move(rec));
             }
         }
@@ -1927,12 +1928,16 @@ struct engine::impl {
             }
             state->owner = slots_[r].def;
             state->bytes = state->scorer->memory_bytes();
+            // The last output explains restored alerts and tells whether the baseline is ready
+            // until the next value is scored.
+            state->last = rec.last;
+            state->warming_up = !rec.last.ready;
             detector_bytes_ += state->bytes;
-            // Ready or not is known once the next value is scored; until then it counts as
-            // warming up, like a new detector.
-            ++warming_up_;
-            ++slots_[r].warming_up;
             drop_detector(bindings_[b]);
+            if (state->warming_up) {
+                ++warming_up_;
+                ++slots_[r].warming_up;
+            }
             bindings_[b].dynamic = std::move(state);
             if (rec.last_sample_at > series_[s].last_ts) {
                 series_[s].last_ts = rec.last_sample_at;

@@ -73,6 +73,7 @@ struct baseline_record {
     label_set series;            // the full series label set, with __name__
     time_ms last_sample_at = 0;  // sample time of the series' last sample
     std::string state;           // detector::save()
+    detector_output last;        // the output for the last value scored, for explanations
 };
 
 // A change that must reach the store (and, later, the notifiers).

@@ -2,6 +2,7 @@
 // row costs only that row.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ baseline_record make_record(const std::string& rule, const std::string& job, std
     rec.series = label_set{{"__name__", "queue_depth"}, {"job", job}};
     rec.last_sample_at = 1'733'000'000'000;
     rec.state = std::move(state);
+    rec.last.ready = true;
+    rec.last.score = 4.5;
+    rec.last.baseline = 100;
+    rec.last.scale = 2;
+    rec.last.samples = 240;
     return rec;
 }
 
@@ -57,6 +63,12 @@ TEST_CASE("state_store: baselines round trip and a snapshot replaces the previou
         CHECK(rec.spec_hash == 0xfedcba9876543210ull);
         CHECK(rec.last_sample_at == 1'733'000'000'000);
         CHECK(rec.series.metric_name() == "queue_depth");
+        CHECK(rec.last.ready);
+        CHECK(rec.last.score == 4.5);
+        CHECK(rec.last.baseline == 100);
+        CHECK(rec.last.scale == 2);
+        CHECK(rec.last.samples == 240);
+        CHECK(std::isnan(rec.last.secondary));
         if (rec.series.get("job") == "worker") {
             CHECK(rec.state == binary);
         } else {

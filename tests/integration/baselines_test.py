@@ -83,6 +83,8 @@ class baselines_test_case(unittest.TestCase):
 
         daemon = self.start_daemon()
         self.assertIn("restored 1 detector baselines", daemon.log())
+        # Ready before any new sample: the saved output says so.
+        self.assertEqual(self.warming_up(daemon), 0)
         self.push(daemon, 1)
         self.assertEqual(self.warming_up(daemon), 0)
         self.assertEqual(daemon.metric("tocsin_rule_series_warming_up", rule="QueueDepthUnusual"), 0)
