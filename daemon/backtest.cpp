@@ -15,6 +15,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "daemon/config.hpp"
@@ -937,9 +938,20 @@ std::vector<std::string> report_notes(const backtest_result& result, const backt
         const bool selected = std::any_of(result.traces.begin(), result.traces.end(),
                                           [r](const binding_trace& t) { return t.rule_index == r; });
         if (!selected) {
-            notes.push_back(fmt::format("rule {} selects none of the input series (it needs the metric {}); set "
-                                        "the metric name with --metric or name the CSV file after it",
-                                        rules[r]->name, rules[r]->metric));
+            std::vector<std::string> matchers;
+            for (const auto& m : rules[r]->matchers) {
+                matchers.push_back(m.to_string());
+            }
+            if (matchers.empty()) {
+                notes.push_back(fmt::format("rule {} selects none of the input series (it needs the metric {}); "
+                                            "set the metric name with --metric or name the CSV file after it",
+                                            rules[r]->name, rules[r]->metric));
+            } else {
+                notes.push_back(fmt::format("rule {} selects none of the input series (it needs the metric {} with "
+                                            "{{{}}}); set the metric name with --metric and the labels with --label "
+                                            "name=value",
+                                            rules[r]->name, rules[r]->metric, fmt::join(matchers, ", ")));
+            }
         }
     }
     for (const auto& trace : result.traces) {
@@ -1572,6 +1584,8 @@ int run_backtest_command(const backtest_command& command)
     const std::string report =
         command.json ? format_report_json(result, inputs, summary) : format_report_text(result, inputs, summary);
     std::fwrite(report.data(), 1, report.size(), stdout);
+    // The report comes before the progress lines when both go to one terminal or file.
+    std::fflush(stdout);
 
     int status = 0;
     // Progress goes to stderr, so --json output on stdout stays one document.

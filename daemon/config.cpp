@@ -161,9 +161,16 @@ std::optional<loaded_config> config_loader::load()
         if (!check_.expect_map(root, "the config file")) {
             return std::nullopt;
         }
+        if (const YAML::Node groups = yaml::checker::child(root, "groups");
+            groups.IsDefined() && !yaml::checker::child(root, "rule_files").IsDefined()) {
+            check_.error(groups, "this is a rule file (top-level groups), not a main config; check it with "
+                                 "tocsinctl check-rules FILE, or name it in rule_files of the main config");
+            return std::nullopt;
+        }
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
-                           "baseline_snapshot_interval", "silence_retention", "limits", "auth", "tls", "external_url", "delivery", "state_sync",
+                           "baseline_snapshot_interval", "silence_retention", "limits", "auth", "tls", "external_url",
+                           "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
                            "mute_time_intervals", "templates"});

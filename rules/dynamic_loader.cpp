@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "rules/drift_reference.hpp"
+#include "rules/duration.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/sample_time.hpp"
 
@@ -292,9 +293,9 @@ std::optional<dynamic_block> load_dynamic_block(const YAML::Node& node, const st
                           spec.kind == detector_kind::baseline;
     if (windowed && spec.lag >= spec.window) {
         check.error(read.get("baseline_lag").IsDefined() ? read.get("baseline_lag") : node,
-                    fmt::format("dynamic.baseline_lag {}ms is not shorter than window {}ms, so the baseline would "
+                    fmt::format("dynamic.baseline_lag {} is not shorter than window {}, so the baseline would "
                                 "be empty; make the lag shorter than the window",
-                                spec.lag.count(), spec.window.count()));
+                                format_duration(spec.lag), format_duration(spec.window)));
     }
     if (auto v = read.number("sigma_floor", 0, 1e300)) {
         spec.sigma_floor = *v;
@@ -398,7 +399,8 @@ std::optional<dynamic_block> load_dynamic_block(const YAML::Node& node, const st
     // Conditions that only the detector itself can judge (a time zone name, for example).
     std::string problem;
     if (!make_detector(spec, problem)) {
-        check.error(node, fmt::format("dynamic: {}", problem));
+        // The detector's messages start with the key they concern (dynamic.timezone: ...).
+        check.error(node, problem.starts_with("dynamic.") ? problem : fmt::format("dynamic: {}", problem));
         return std::nullopt;
     }
     return out;

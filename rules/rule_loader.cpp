@@ -95,6 +95,10 @@ private:
     std::optional<condition> load_condition(const YAML::Node& node, std::string_view field);
     // A tier condition; in a dynamic rule a bare number n means "> n".
     std::optional<condition> load_tier_condition(const YAML::Node& node, std::string_view field);
+    static bool bare_number_fits(const detector_spec& spec);
+    static bool direction_fits(const detector_spec& spec, compare_op op);
+    static std::string score_meaning(const detector_spec& spec);
+    static std::string example_tier(const detector_spec& spec);
     void load_templates(const YAML::Node& node, std::string_view field, bool labels,
                         std::vector<std::pair<std::string, text_template>>& out);
     void load_no_data(const YAML::Node& node, rule& r);
@@ -105,6 +109,7 @@ private:
     std::string file_;
     yaml::checker check_;
     bool dynamic_rule_ = false; // the rule being loaded has a dynamic block
+    std::optional<detector_spec> dynamic_spec_; // its detector, when the block loaded
 };
 
 std::vector<rule_group> rule_file_loader::load()
@@ -239,6 +244,7 @@ std::shared_ptr<rule> rule_file_loader::load_rule(const YAML::Node& node, const 
 
     std::optional<dynamic_block> dynamic;
     dynamic_rule_ = false;
+    dynamic_spec_.reset();
     if (const YAML::Node n = yaml::checker::child(node, "dynamic"); n.IsDefined()) {
         dynamic_rule_ = true;
         const auto slash = file_.rfind('/');
@@ -246,6 +252,7 @@ std::shared_ptr<rule> rule_file_loader::load_rule(const YAML::Node& node, const 
         dynamic = load_dynamic_block(n, dir, check_);
         if (dynamic) {
             r->dynamic = dynamic->spec;
+            dynamic_spec_ = dynamic->spec;
         }
     }
 
@@ -381,10 +388,77 @@ std::optional<condition> rule_file_loader::load_tier_condition(const YAML::Node&
         double value = 0;
         auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
         if (!text.empty() && ec == std::errc() && ptr == text.data() + text.size() && std::isfinite(value)) {
+            if (dynamic_spec_ && !bare_number_fits(*dynamic_spec_)) {
+                check_.error(node, fmt::format("{}: a bare number means \"> {}\", but {}; write the comparison, "
+                                               "such as {}",
+                                               field, text, score_meaning(*dynamic_spec_), example_tier(*dynamic_spec_)));
+                return std::nullopt;
+            }
             return condition{compare_op::greater, value};
         }
     }
-    return load_condition(node, field);
+    auto c = load_condition(node, field);
+    if (c && dynamic_spec_ && !direction_fits(*dynamic_spec_, c->op)) {
+        check_.error(node, fmt::format("{}: {} can never mean an anomaly, because {}; write {} instead", field,
+                                       c->to_string(), score_meaning(*dynamic_spec_), example_tier(*dynamic_spec_)));
+        return std::nullopt;
+    }
+    return c;
+}
+
+// True when "> n" is the usual way to write a tier of this detector: its score grows with the
+// anomaly. A baseline ratio or difference can go either way, and a small p-value is the anomaly.
+bool rule_file_loader::bare_number_fits(const detector_spec& spec)
+{
+    if (spec.kind == detector_kind::baseline) {
+        return false;
+    }
+    return !(spec.kind == detector_kind::ks && spec.ks_figure == ks_score::p_value);
+}
+
+// False for a tier comparison that points away from the anomaly: "<" on a score that grows with
+// it (z scores, PSI, the KS statistic), ">" on a KS p-value. Any comparison fits a baseline.
+bool rule_file_loader::direction_fits(const detector_spec& spec, compare_op op)
+{
+    if (spec.kind == detector_kind::baseline) {
+        return true;
+    }
+    const bool upward = op == compare_op::greater || op == compare_op::greater_equal;
+    const bool downward = op == compare_op::less || op == compare_op::less_equal;
+    if (spec.kind == detector_kind::ks && spec.ks_figure == ks_score::p_value) {
+        return !upward;
+    }
+    return !downward;
+}
+
+std::string rule_file_loader::score_meaning(const detector_spec& spec)
+{
+    switch (spec.kind) {
+    case detector_kind::baseline:
+        return spec.compare == baseline_compare::ratio
+                   ? "the score of type baseline is value / baseline, so \"> 0.95\" holds for any value above 95% "
+                     "of the baseline"
+                   : "the score of type baseline is value - baseline and can go either way";
+    case detector_kind::psi: return "the PSI is never negative and grows with drift";
+    case detector_kind::ks:
+        return spec.ks_figure == ks_score::p_value ? "with score: p_value, drift gives small p-values"
+                                                   : "the KS statistic is never negative and grows with drift";
+    default:
+        return "the score grows with the anomaly (|z| with direction both, -z with direction below, so a drop "
+               "scores positive)";
+    }
+}
+
+std::string rule_file_loader::example_tier(const detector_spec& spec)
+{
+    switch (spec.kind) {
+    case detector_kind::baseline:
+        return spec.compare == baseline_compare::ratio ? "\"< 0.95\" for a drop below 95% of the baseline"
+                                                       : "\"< -0.05\" for a drop of 0.05";
+    case detector_kind::psi: return "\"> 0.25\"";
+    case detector_kind::ks: return spec.ks_figure == ks_score::p_value ? "\"< 0.01\"" : "\"> 0.2\"";
+    default: return "\"> 3\", with direction: below for drops";
+    }
 }
 
 void rule_file_loader::load_tiers(const YAML::Node& node, rule& r, milliseconds default_for,

@@ -425,3 +425,26 @@ TEST_CASE("dynamic rule keeps its baseline through a gap that counts as no data"
     h.push(90 * minute + 25 * 60 * minute, 100);
     CHECK(h.warming_up() == 1);
 }
+
+TEST_CASE("dynamic tiers that point away from the anomaly are errors")
+{
+    CHECK_THAT(load_error(rule_text("{type: baseline, window: 7d}", "        tiers: {critical: 0.95}\n")),
+               Catch::Contains("a bare number means \"> 0.95\", but the score of type baseline is value / baseline"));
+    CHECK_THAT(load_error(rule_text("{type: baseline, window: 7d}", "        tiers: {critical: 0.95}\n")),
+               Catch::Contains("\"< 0.95\" for a drop below 95% of the baseline"));
+    CHECK_THAT(load_error(rule_text("{type: ks, score: p_value}", "        tiers: {critical: 0.01}\n")),
+               Catch::Contains("with score: p_value, drift gives small p-values"));
+    CHECK_THAT(load_error(rule_text("{type: ks, score: p_value}", "        tiers: {critical: '> 0.5'}\n")),
+               Catch::Contains("can never mean an anomaly"));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma}", "        tiers: {warning: '< -3'}\n")),
+               Catch::Contains("write \"> 3\", with direction: below for drops instead"));
+    CHECK_THAT(load_error(rule_text("{type: psi}", "        tiers: {warning: '<= 0.1'}\n")),
+               Catch::Contains("the PSI is never negative"));
+
+    // The forms that fit load cleanly.
+    CHECK(load_error(rule_text("{type: baseline, window: 7d}", "        tiers: {critical: '< 0.95'}\n")).empty());
+    CHECK(load_error(rule_text("{type: ks, score: p_value}", "        tiers: {critical: '< 0.01'}\n")).empty());
+    CHECK(load_error(rule_text("{type: mean_sigma, direction: below}",
+                               "        tiers: {warning: {condition: 3, recover: '< 1'}}\n"))
+              .empty());
+}
