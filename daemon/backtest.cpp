@@ -612,7 +612,7 @@ public:
             for (std::size_t s = 0; s < inputs_.series.size(); ++s) {
                 if (rules[r]->selects(inputs_.series[s].labels)) {
                     trace_by_pair_.emplace(pair_key(r, s), result_.traces.size());
-                    result_.traces.push_back(binding_trace{r, s, {}});
+                    result_.traces.push_back(binding_trace{r, s, {}, 0, 0, 0});
                     last_.emplace_back();
                 }
             }
@@ -633,6 +633,14 @@ public:
         }
         const evaluation_record rec = to_record(e);
         last_[trace_it->second] = rec;
+        binding_trace& trace = result_.traces[trace_it->second];
+        ++trace.evaluated;
+        if (rec.dynamic && !rec.ready) {
+            ++trace.warming_up;
+        }
+        if (e.detector) {
+            trace.baseline_samples = std::max(trace.baseline_samples, e.detector->samples);
+        }
         if (options_.keep_evaluations) {
             result_.traces[trace_it->second].evaluations.push_back(rec);
         }
@@ -964,6 +972,16 @@ std::vector<std::string> report_notes(const backtest_result& result, const backt
                                         "the rule",
                                         series_display(series.labels), format_ms_duration(*interval), r.name,
                                         format_duration(r.no_data.timeout), format_ms_duration(*interval * 3)));
+        }
+    }
+    for (const auto& trace : result.traces) {
+        const rule& r = *rules[trace.rule_index];
+        if (r.dynamic && trace.evaluated > 0 && trace.warming_up == trace.evaluated) {
+            notes.push_back(fmt::format("rule {} never finished warming up on {}: its baseline held at most {} of the "
+                                        "{} samples it needs (min_samples), so it could not fire; give a longer "
+                                        "series, a longer window, or a lower min_samples",
+                                        r.name, series_display(inputs.series[trace.series_index].labels),
+                                        trace.baseline_samples, r.dynamic->min_samples));
         }
     }
     if (result.evaluations == 0 && !result.traces.empty()) {

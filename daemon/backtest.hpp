@@ -129,7 +129,10 @@ struct alert_episode {
 struct binding_trace {
     std::size_t rule_index = 0;
     std::size_t series_index = 0;
-    std::vector<evaluation_record> evaluations;
+    std::vector<evaluation_record> evaluations; // only with backtest_options::keep_evaluations
+    std::size_t evaluated = 0;                  // evaluations, kept or not
+    std::size_t warming_up = 0;                 // of those, dynamic ones whose detector was not ready
+    std::size_t baseline_samples = 0;           // dynamic rules: the most samples the baseline held
 };
 
 struct backtest_options {

@@ -688,3 +688,30 @@ TEST_CASE("svg escapes text", "[backtest]")
     CHECK(svg_escape("a<b&c>\"d'") == "a&lt;b&amp;c&gt;&quot;d&apos;");
     CHECK(svg_escape(std::string("x\x01y")) == "x y");
 }
+
+TEST_CASE("backtest notes a dynamic rule that never warms up", "[backtest]")
+{
+    // 200 hourly values against a 1h window: the baseline never holds 30 samples.
+    std::vector<double> values(200, 5.0);
+    std::string rows = "timestamp,value\n";
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        rows += std::to_string(1'700'000'000 + static_cast<std::int64_t>(i) * 3600) + ",5\n";
+    }
+    const auto inputs = read_csv(rows, "load.csv");
+    const auto rules = load_rules(R"(
+groups:
+  - name: test
+    rules:
+      - alert: LoadAnomaly
+        expr: load
+        no_data: {timeout: 3h}
+        dynamic: {type: mean_sigma, window: 1h, k: 3}
+)");
+    const auto result = run_backtest(rules, inputs, {});
+    REQUIRE(result.traces.size() == 1);
+    CHECK(result.traces[0].evaluated == 200);
+    CHECK(result.traces[0].warming_up == 200);
+    const std::string text = format_report_text(result, inputs, summarize(result, inputs));
+    CHECK_THAT(text, Catch::Contains("rule LoadAnomaly never finished warming up on"));
+    CHECK_THAT(text, Catch::Contains("held at most 1 of the 30 samples it needs"));
+}
