@@ -304,7 +304,7 @@ private:
     void load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out);
     void warn_unrequired_equal(const YAML::Node& item, const std::string& field, const inhibit_rule_config& rule);
     void load_time_intervals(const YAML::Node& node, const std::string& field, std::vector<time_interval_config>& out);
-    void load_time_interval_spec(const YAML::Node& node, const std::string& field);
+    time_interval_spec load_time_interval_spec(const YAML::Node& node, const std::string& field);
     void load_templates(const YAML::Node& node, std::vector<std::string>& out);
     void check_references(const routing_config& config);
 
@@ -493,12 +493,6 @@ void routing_loader::load_route(const YAML::Node& node, const route_config* pare
         auto names = load_names(n, check_, field + "." + key, interval_refs_);
         if (parent == nullptr && !names.empty()) {
             check_.error(n, fmt::format("the root route must not have {}; set it on a child route", key));
-        }
-        if (!names.empty()) {
-            // NOTE: time intervals are checked but not evaluated yet.
-            ctx_.warn(n, fmt::format("{}.{} is checked but not applied yet: notifications of this route go out "
-                                     "at any time",
-                                     field, key));
         }
         if (std::string_view(key) == "mute_time_intervals") {
             out.mute_time_intervals = std::move(names);
@@ -719,10 +713,11 @@ bool zone_exists(const std::string& location)
     return std::filesystem::is_regular_file(std::filesystem::path("/usr/share/zoneinfo") / location, ec);
 }
 
-void routing_loader::load_time_interval_spec(const YAML::Node& node, const std::string& field)
+time_interval_spec routing_loader::load_time_interval_spec(const YAML::Node& node, const std::string& field)
 {
+    time_interval_spec spec;
     if (!check_.expect_map(node, field)) {
-        return;
+        return spec;
     }
     check_.check_keys(node, field, {"times", "weekdays", "days_of_month", "months", "years", "location"});
 
@@ -757,6 +752,8 @@ void routing_loader::load_time_interval_spec(const YAML::Node& node, const std::
                     check_.error(range, fmt::format("{}: start_time must be before end_time; a range that crosses "
                                                     "midnight needs two ranges, one ending at 24:00",
                                                     range_field));
+                } else if (bounds[0] && bounds[1]) {
+                    spec.times.push_back(clock_range{*bounds[0], *bounds[1]});
                 }
             }
         }
@@ -791,6 +788,8 @@ void routing_loader::load_time_interval_spec(const YAML::Node& node, const std::
             auto [first_text, last_text] = split_range(*text);
             std::optional<int> first;
             std::optional<int> last;
+            std::optional<int> written_first; // days of the month as written, negative ones included
+            std::optional<int> written_last;
             if (key == "weekdays") {
                 first = parse_named(first_text, weekday_names, false);
                 last = parse_named(last_text, weekday_names, false);
@@ -800,6 +799,8 @@ void routing_loader::load_time_interval_spec(const YAML::Node& node, const std::
             } else if (key == "days_of_month") {
                 first = parse_int(trim(first_text));
                 last = parse_int(trim(last_text));
+                written_first = first;
+                written_last = last;
                 for (auto* day : {&first, &last}) {
                     if (*day && (**day == 0 || **day < -31 || **day > 31)) {
                         day->reset();
@@ -820,19 +821,34 @@ void routing_loader::load_time_interval_spec(const YAML::Node& node, const std::
             } else if (*first > *last) {
                 check_.error(item, fmt::format("invalid {} range {}: the start is after the end", list_field,
                                                promql::quote(*text)));
+            } else if (key == "weekdays") {
+                spec.weekdays.push_back(value_range{*first, *last});
+            } else if (key == "months") {
+                spec.months.push_back(value_range{*first, *last});
+            } else if (key == "days_of_month") {
+                spec.days_of_month.push_back(value_range{*written_first, *written_last});
+            } else {
+                spec.years.push_back(value_range{*first, *last});
             }
         }
     }
 
     if (const YAML::Node n = checker::child(node, "location"); defined(n)) {
         if (auto location = check_.string(n, field + ".location")) {
-            if (!zone_exists(*location)) {
+            std::string error;
+            if (*location == "Local") {
+                spec.location = time_zone::host(error);
+            } else if (!location->empty() && *location != "UTC" && zone_exists(*location)) {
+                spec.location = time_zone::locate(*location, error);
+            }
+            if (!error.empty() || !zone_exists(*location)) {
                 check_.error(n, fmt::format("unknown time zone {} in {}.location; expected a name from "
-                                            "/usr/share/zoneinfo such as Europe/Berlin, or UTC or Local",
-                                            promql::quote(*location), field));
+                                            "/usr/share/zoneinfo such as Europe/Berlin, or UTC or Local{}",
+                                            promql::quote(*location), field, error.empty() ? "" : " (" + error + ")"));
             }
         }
     }
+    return spec;
 }
 
 void routing_loader::load_time_intervals(const YAML::Node& node, const std::string& field,
@@ -870,7 +886,8 @@ void routing_loader::load_time_intervals(const YAML::Node& node, const std::stri
         if (const YAML::Node specs = checker::child(item, "time_intervals"); defined(specs) && !specs.IsNull()) {
             if (check_.expect_sequence(specs, item_field + ".time_intervals")) {
                 for (std::size_t k = 0; k < specs.size(); ++k) {
-                    load_time_interval_spec(specs[k], fmt::format("{}.time_intervals[{}]", item_field, k));
+                    config.specs.push_back(
+                        load_time_interval_spec(specs[k], fmt::format("{}.time_intervals[{}]", item_field, k)));
                 }
             }
         }

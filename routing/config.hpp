@@ -20,6 +20,7 @@
 #include "rules/diagnostics.hpp"
 #include "rules/labels.hpp"
 #include "rules/matcher.hpp"
+#include "routing/time_intervals.hpp"
 
 namespace YAML {
 class Node;
@@ -170,9 +171,10 @@ struct inhibit_rule_config {
     int line = 0;
 };
 
-// Kept as parsed YAML text until time intervals are evaluated; names are checked against routes.
+// A named time interval; routes refer to it by name.
 struct time_interval_config {
     std::string name;
+    std::vector<time_interval_spec> specs; // holds when any spec does
     int line = 0;
 };
 

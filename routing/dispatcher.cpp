@@ -166,9 +166,28 @@ struct dispatcher::impl {
             index_routes(config_->root);
         }
         inhibitor_ = std::make_unique<inhibitor>(config_->inhibit_rules);
+        intervals_.clear();
+        for (const auto& t : config_->time_intervals) {
+            intervals_.emplace(t.name, &t.specs);
+        }
         for (const auto& [id, entry] : alerts_) {
             inhibitor_->observe(entry.current);
         }
+    }
+
+    // True when the route's mute_time_intervals hold at `now`, or it has active_time_intervals
+    // and none holds.
+    bool route_muted(const route_config& route, time_ms now) const
+    {
+        auto holds = [&](const std::string& name) {
+            auto it = intervals_.find(name);
+            return it != intervals_.end() && any_contains(*it->second, now);
+        };
+        if (std::any_of(route.mute_time_intervals.begin(), route.mute_time_intervals.end(), holds)) {
+            return true;
+        }
+        return !route.active_time_intervals.empty() &&
+               std::none_of(route.active_time_intervals.begin(), route.active_time_intervals.end(), holds);
     }
 
     // True when an active silence or a firing source alert mutes `a`, or when `a` is a firing
@@ -497,9 +516,11 @@ struct dispatcher::impl {
         std::vector<sorted_alert> firing;
         std::vector<sorted_alert> all_resolved;
         std::vector<bool> resolved_muted;
+        // Outside its active times or inside its mute times, a route sends no firing alerts.
+        const bool time_muted = route_muted(*g.route, now);
         for (const auto& [id, a] : g.alerts) {
             if (!a.resolved_at(now)) {
-                if (!muted(g, a, now)) {
+                if (!time_muted && !muted(g, a, now)) {
                     firing.push_back({a.labels.to_string(), &a});
                 }
             } else {
@@ -510,7 +531,7 @@ struct dispatcher::impl {
         std::sort(firing.begin(), firing.end(), by_labels);
         std::sort(all_resolved.begin(), all_resolved.end(), by_labels);
         for (const auto& r : all_resolved) {
-            resolved_muted.push_back(muted(g, *r.value, now));
+            resolved_muted.push_back(time_muted || muted(g, *r.value, now));
         }
         const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
 
@@ -866,6 +887,7 @@ struct dispatcher::impl {
     std::set<std::pair<std::string, std::uint64_t>> dirty_copies_; // (group key, alert id)
     bool quiet_groups_ = false; // set while a reload or restore decides which groups changed
     std::unique_ptr<inhibitor> inhibitor_;
+    std::unordered_map<std::string, const std::vector<time_interval_spec>*> intervals_; // by name, into config_
     const silence_store* silences_ = nullptr; // owned by the caller; null mutes nothing
     std::uint64_t notifications_ = 0;
 };

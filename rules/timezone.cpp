@@ -34,6 +34,17 @@ std::optional<time_zone> time_zone::locate(std::string_view name, std::string& e
     }
 }
 
+std::optional<time_zone> time_zone::host(std::string& error)
+{
+    try {
+        const date::time_zone* zone = date::current_zone();
+        return time_zone(zone, std::string(zone->name()));
+    } catch (const std::exception& e) {
+        error = std::string("cannot determine the host's time zone (") + e.what() + "); set TZ or use an IANA name";
+        return std::nullopt;
+    }
+}
+
 zone_offset time_zone::offset_at(time_ms t) const
 {
     const date::sys_seconds instant{std::chrono::seconds{floor_div(t, 1000)}};

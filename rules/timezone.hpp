@@ -57,6 +57,9 @@ public:
     // `error` when the name is not in the tz database.
     static std::optional<time_zone> locate(std::string_view name, std::string& error);
 
+    // The host's zone (TZ, else /etc/localtime), for Alertmanager's location "Local".
+    static std::optional<time_zone> host(std::string& error);
+
     const std::string& name() const { return name_; }
 
     // Returns the offset in force at t and the interval over which it holds.
