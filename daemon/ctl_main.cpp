@@ -14,6 +14,7 @@
 
 #include "daemon/backtest.hpp"
 #include "daemon/config.hpp"
+#include "daemon/ctl_silence.hpp"
 #include "daemon/rule_tests.hpp"
 #include "routing/config.hpp"
 #include "rules/duration.hpp"
@@ -151,7 +152,7 @@ int check_rules(const std::vector<std::string>& files)
 
 int main(int argc, char** argv)
 {
-    CLI::App app{"tocsinctl: check tocsin configuration and rule files"};
+    CLI::App app{"tocsinctl: check tocsin configuration and rule files, and manage silences"};
     app.require_subcommand(1);
 
     std::string config_path;
@@ -208,6 +209,51 @@ int main(int argc, char** argv)
     backtest->add_option("--max-file-bytes", backtest_args.limits.max_file_bytes, "Maximum size of one input file")
         ->capture_default_str();
 
+    auto* silence = app.add_subcommand("silence", "Add, query, update and expire silences on a running tocsind");
+    silence->require_subcommand(1);
+    tocsin::silence_command silence_args;
+    auto connection_options = [&](CLI::App* sub) {
+        sub->add_option("--url", silence_args.url,
+                        fmt::format("tocsind's address; default: $TOCSIN_URL, else {}", tocsin::default_tocsin_url));
+        sub->add_option("--token-file", silence_args.token_file,
+                        "File holding an admin token (see auth.admin_token_files); default: $TOCSIN_TOKEN");
+        sub->add_option("--ca-file", silence_args.ca_file, "PEM CA certificate to verify an https:// tocsind");
+        sub->add_option("--timeout", silence_args.timeout, "Timeout of each request")->capture_default_str();
+    };
+    auto* silence_add = silence->add_subcommand(
+        "add", "Add a silence and print its ID; MATCHER is name=value, name!=value, name=~regex or name!~regex, "
+               "and a bare first one means alertname=<it>");
+    connection_options(silence_add);
+    silence_add->add_option("--author,-a", silence_args.author, "Who creates the silence; default: $USER");
+    silence_add->add_option("--comment,-c", silence_args.comment, "Why the alerts are silenced")->required();
+    auto* add_duration = silence_add->add_option("--duration,-d", silence_args.duration,
+                                                 "How long the silence lasts from its start (default 1h)");
+    silence_add->add_option("--end,-e", silence_args.end, "End as RFC 3339, such as 2026-01-02T15:04:05Z")
+        ->excludes(add_duration);
+    silence_add->add_option("--start,-s", silence_args.start, "Start as RFC 3339; default: now");
+    silence_add->add_option("MATCHER", silence_args.matchers, "Label matchers the silenced alerts have")->required();
+
+    auto* silence_query = silence->add_subcommand(
+        "query", "List active and pending silences whose equality matchers pass the MATCHERs");
+    connection_options(silence_query);
+    silence_query->add_flag("--expired", silence_args.expired, "List expired silences instead");
+    silence_query->add_flag("--quiet,-q", silence_args.quiet, "Print only the IDs");
+    silence_query->add_option("MATCHER", silence_args.matchers, "Label matchers to filter by");
+
+    auto* silence_expire = silence->add_subcommand("expire", "Expire silences now; exit 1 if any fails");
+    connection_options(silence_expire);
+    silence_expire->add_option("ID", silence_args.ids, "IDs of the silences")->required();
+
+    auto* silence_update = silence->add_subcommand(
+        "update", "Change a silence's end or comment and print its ID, which is new when the change needs one");
+    connection_options(silence_update);
+    auto* update_duration =
+        silence_update->add_option("--duration,-d", silence_args.duration,
+                                   "New length, from now for a started silence, from its start for a pending one");
+    silence_update->add_option("--end,-e", silence_args.end, "New end as RFC 3339")->excludes(update_duration);
+    silence_update->add_option("--comment,-c", silence_args.comment, "New comment");
+    silence_update->add_option("ID", silence_args.ids, "ID of the silence")->required()->expected(1);
+
     auto* version = app.add_subcommand("version", "Print the version");
 
     try {
@@ -231,6 +277,14 @@ int main(int argc, char** argv)
     }
     if (backtest->parsed()) {
         return tocsin::run_backtest_command(backtest_args);
+    }
+    if (silence->parsed()) {
+        using action = tocsin::silence_command::action;
+        silence_args.subcommand = silence_add->parsed()      ? action::add
+                            : silence_expire->parsed() ? action::expire
+                            : silence_update->parsed() ? action::update
+                                                       : action::query;
+        return tocsin::run_silence_command(silence_args);
     }
     if (version->parsed()) {
         std::printf("tocsinctl %s\n", tocsin_version);
