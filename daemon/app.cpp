@@ -615,10 +615,17 @@ private:
     bool load_overrides()
     {
         std::string error;
-        auto stored = store_->load_overrides(error);
+        std::vector<std::string> unreadable;
+        auto stored = store_->load_overrides(unreadable, error);
         if (!stored) {
             log_->error("cannot read threshold overrides: {}", error);
             return false;
+        }
+        for (const auto& rule_name : unreadable) {
+            override_log_->warn("dropped the stored threshold override of rule {}: its tiers are damaged; the rule "
+                                "file's thresholds apply, set the override again if it is still needed",
+                                rule_name);
+            remove_stored_override(rule_name);
         }
         for (auto& o : *stored) {
             overrides_.set(std::move(o));

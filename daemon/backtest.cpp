@@ -456,6 +456,13 @@ bool read_prometheus_json_text(std::string_view text, const std::string& file_na
         errors.add(file_name, line, static_cast<int>(offset - line_start + 1),
                    fmt::format("invalid JSON: {}; expected a Prometheus query_range response", reason));
         return false;
+    } catch (const nlohmann::json::exception& e) {
+        // out_of_range for a number beyond double, such as 1e400.
+        errors.add(file_name, 1, 1,
+                   fmt::format("invalid JSON ({}); expected a Prometheus query_range response with numbers within "
+                               "the range of a double",
+                               e.what()));
+        return false;
     }
 
     file_errors file_errs(file_name, errors);
@@ -1362,8 +1369,14 @@ bool make_output_dir(const std::string& dir, std::string& error)
 
 std::string binding_file_stem(const rule& r, const recorded_series& series)
 {
+    // The names are cut to 80 characters and stripped of other characters, so the hash of the
+    // whole rule name and series keeps two long, similar rule names apart.
+    std::uint64_t hash = series.labels.fingerprint();
+    for (const char c : r.name) {
+        hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+    }
     return fmt::format("{}__{}_{:08x}", file_name_part(r.name), file_name_part(series.labels.metric_name()),
-                       static_cast<std::uint32_t>(series.labels.fingerprint() & 0xffffffffu));
+                       static_cast<std::uint32_t>(hash & 0xffffffffu));
 }
 
 std::string render_binding_chart(const backtest_result& result, const backtest_inputs& inputs,

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/api.hpp"
+#include "daemon/http_types.hpp"
 #include "rules/duration.hpp"
 
 namespace tocsin {
@@ -243,6 +244,14 @@ override_request parse_override_request(std::string_view body, std::string_view 
                                      rule_name));
     }
 
+    // An override body is a flat object with small maps inside; deep nesting would only make
+    // the parser and the error messages recurse.
+    constexpr int max_json_depth = 8;
+    if (json_nesting_depth(body) > max_json_depth) {
+        return fail(400, fmt::format("request body nests JSON deeper than {} levels; expected an object such as "
+                                     "{{\"tiers\": {{\"critical\": 0.97}}, \"expires_in\": \"2h\", \"reason\": \"...\"}}",
+                                     max_json_depth));
+    }
     json parsed;
     try {
         parsed = json::parse(body);

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "daemon/api.hpp"
+#include "daemon/http_types.hpp"
 #include "daemon/overrides.hpp"
 
 namespace tocsin {
@@ -14,34 +15,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr int max_json_depth = 8;
-
-// Returns the deepest nesting of arrays and objects in `body`, scanning past strings, so a
-// hostile body is rejected before the parser builds a tree of it.
-int nesting_depth(std::string_view body)
-{
-    int depth = 0;
-    int deepest = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < body.size(); ++i) {
-        const char c = body[i];
-        if (in_string) {
-            if (c == '\\') {
-                ++i;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            deepest = std::max(deepest, ++depth);
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return deepest;
-}
 
 // A JSON value for an error message, cut so that a huge value cannot flood the response.
 std::string shown(const json& value)
@@ -200,7 +173,7 @@ silence_body parse_postable_silence(std::string_view body)
                                      "comment or use fewer matchers",
                                      body.size(), max_silence_body_bytes));
     }
-    if (nesting_depth(body) > max_json_depth) {
+    if (json_nesting_depth(body) > max_json_depth) {
         return fail(400, fmt::format("request body nests JSON deeper than {} levels; send one silence object",
                                      max_json_depth));
     }

@@ -1286,14 +1286,18 @@ bool state_store::remove_override(const std::string& rule_name, std::string& err
     return true;
 }
 
-std::optional<std::vector<threshold_override>> state_store::load_overrides(std::string& error)
+std::optional<std::vector<threshold_override>> state_store::load_overrides(std::vector<std::string>& unreadable,
+                                                                           std::string& error)
 {
     std::vector<threshold_override> overrides;
+    unreadable.clear();
     auto read_override = [&](sqlite3_stmt* s) -> std::optional<std::string> {
         threshold_override o;
         o.rule_name = text_column(s, 0);
         if (!override_tiers_from_json(text_column(s, 1), o.tiers)) {
-            return fmt::format("the threshold override of rule {} has invalid tiers", o.rule_name);
+            // Skipped and reported by the caller: the file's thresholds apply to that rule.
+            unreadable.push_back(o.rule_name);
+            return std::nullopt;
         }
         o.created_at = sqlite3_column_int64(s, 2);
         o.expires_at = sqlite3_column_int64(s, 3);

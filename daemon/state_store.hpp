@@ -105,7 +105,9 @@ public:
     // Deletes the override of `rule_name`; deleting an absent one succeeds.
     bool remove_override(const std::string& rule_name, std::string& error);
     // Returns every stored override, expired ones included, ordered by rule name.
-    std::optional<std::vector<threshold_override>> load_overrides(std::string& error);
+    // Rows with damaged tiers are skipped and their rule names listed in `unreadable`.
+    std::optional<std::vector<threshold_override>> load_overrides(std::vector<std::string>& unreadable,
+                                                                  std::string& error);
 
     // Replaces every saved detector state with `records` in one transaction.
     bool replace_baselines(const std::vector<baseline_record>& records, std::string& error);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -406,6 +407,28 @@ std::optional<dynamic_block> load_dynamic_block(const YAML::Node& node, const st
     return out;
 }
 
+namespace {
+
+constexpr std::uint64_t fnv_offset = 14695981039346656037ull;
+
+// FNV-1a, 64 bits, continued from `hash` over `size` bytes.
+std::uint64_t fnv_bytes(std::uint64_t hash, const void* data, std::size_t size)
+{
+    const auto* bytes = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < size; ++i) {
+        hash ^= bytes[i];
+        hash *= 1099511628211ull;
+    }
+    return hash;
+}
+
+std::uint64_t content_hash(std::uint64_t hash, std::span<const double> values)
+{
+    return fnv_bytes(hash, values.data(), values.size() * sizeof(double));
+}
+
+} // namespace
+
 std::string canonical_text(const detector_spec& s)
 {
     std::string text = fmt::format(
@@ -420,13 +443,22 @@ std::string canonical_text(const detector_spec& s)
     if (s.fixed_value) {
         text += fmt::format(" value={}", *s.fixed_value);
     }
+    // The contents of the files count too, so a reload after a file changed restarts the
+    // detector with the new reference or history.
     if (s.reference_data) {
-        text += fmt::format(" reference_file={} edges={} shares={} values={}", s.reference_data->file,
-                            s.reference_data->edges.size(), s.reference_data->shares.size(),
-                            s.reference_data->values.size());
+        const drift_reference_data& d = *s.reference_data;
+        text += fmt::format(" reference_file={} edges={} shares={} values={} content={:016x}", d.file, d.edges.size(),
+                            d.shares.size(), d.values.size(),
+                            content_hash(content_hash(content_hash(fnv_offset, d.edges), d.shares), d.values));
     }
     if (s.warm_start) {
-        text += fmt::format(" warm_start={} samples={}", s.warm_start->file, s.warm_start->samples.size());
+        std::uint64_t hash = fnv_offset;
+        for (const auto& [t, v] : s.warm_start->samples) {
+            hash = content_hash(hash, std::span<const double>(&v, 1));
+            hash = fnv_bytes(hash, &t, sizeof t);
+        }
+        text += fmt::format(" warm_start={} samples={} content={:016x}", s.warm_start->file,
+                            s.warm_start->samples.size(), hash);
     }
     return text;
 }
@@ -437,13 +469,8 @@ namespace tocsin {
 
 std::uint64_t detector_spec_hash(const detector_spec& spec)
 {
-    // FNV-1a, 64 bits.
-    std::uint64_t hash = 14695981039346656037ull;
-    for (const char c : canonical_text(spec)) {
-        hash ^= static_cast<unsigned char>(c);
-        hash *= 1099511628211ull;
-    }
-    return hash;
+    const std::string text = canonical_text(spec);
+    return fnv_bytes(fnv_offset, text.data(), text.size());
 }
 
 } // namespace tocsin

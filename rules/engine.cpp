@@ -1889,10 +1889,13 @@ struct engine::impl {
         std::size_t dropped = 0;
         const time_ms now = clock_.now_ms();
         std::vector<label_view> views;
+        // A sample time past what ingest would accept is damage; restoring it would make every
+        // new sample of the series look out of order.
+        const time_ms latest_sample = now + limits_.max_future_skew.count();
         for (const auto& rec : records) {
             const std::uint32_t r = find_slot(rec.rule_name);
             if (r == npos || !slots_[r].def->dynamic ||
-                detector_spec_hash(*slots_[r].def->dynamic) != rec.spec_hash) {
+                detector_spec_hash(*slots_[r].def->dynamic) != rec.spec_hash || rec.last_sample_at > latest_sample) {
                 ++dropped;
                 continue;
             }

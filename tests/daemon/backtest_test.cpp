@@ -364,6 +364,8 @@ TEST_CASE("backtest json errors", "[backtest]")
     CHECK_THAT(json_errors(R"([{"metric":{},"histograms":[]}])"), Catch::Contains("native histogram"));
     CHECK_THAT(json_errors("[\n{\"metric\": {},\n \"values\": [[1, \"1\"]\n"), Catch::Contains("bad.json:4:"));
     CHECK_THAT(json_errors("[]"), Catch::Contains("no series"));
+    CHECK_THAT(json_errors(R"([{"metric":{},"values":[[1e400,"1"]]}])"),
+               Catch::Contains("within the range of a double"));
 }
 
 TEST_CASE("backtest input file detects json", "[backtest]")

@@ -219,6 +219,13 @@ TEST_CASE("override request: size limits")
     auto too_big = parse(std::string(101, ' '), "HighCpu", limits);
     CHECK(too_big.status == 413);
     CHECK_THAT(too_big.error, Catch::Contains("101 bytes, over the limit of 100"));
+
+    // Deep nesting is rejected before anything recurses into it.
+    const std::string deep = R"({"tiers": {"critical": 6}, "expires_in": "1h", "reason": )" +
+                             std::string(16'000, '[') + std::string(16'000, ']') + "}";
+    auto nested = parse(deep, "HighCpu", override_limits{});
+    CHECK(nested.status == 400);
+    CHECK_THAT(nested.error, Catch::Contains("nests JSON deeper than 8 levels"));
 }
 
 TEST_CASE("override request: configured maximum duration")
@@ -410,7 +417,8 @@ TEST_CASE("state_store: overrides round trip and survive reopening")
     auto store = state_store::open(dir.path().string(), error);
     INFO(error);
     REQUIRE(store);
-    auto loaded = store->load_overrides(error);
+    std::vector<std::string> unreadable;
+    auto loaded = store->load_overrides(unreadable, error);
     REQUIRE(loaded);
     REQUIRE(loaded->size() == 1);
 
@@ -451,12 +459,13 @@ TEST_CASE("state_store: version 4 database gains the overrides table")
     INFO(error);
     REQUIRE(store);
     REQUIRE(store->set_override(make_override("HighCpu", severity::critical, 97), error));
-    auto loaded = store->load_overrides(error);
+    std::vector<std::string> unreadable;
+    auto loaded = store->load_overrides(unreadable, error);
     REQUIRE(loaded);
     CHECK(loaded->size() == 1);
 }
 
-TEST_CASE("state_store: damaged override row is reported")
+TEST_CASE("state_store: damaged override row is skipped and named")
 {
     temp_dir dir;
     std::string error;
@@ -474,6 +483,9 @@ TEST_CASE("state_store: damaged override row is reported")
 
     auto store = state_store::open(dir.path().string(), error);
     REQUIRE(store);
-    CHECK_FALSE(store->load_overrides(error));
-    CHECK_THAT(error, Catch::Contains("the threshold override of rule HighCpu has invalid tiers"));
+    std::vector<std::string> unreadable;
+    auto loaded = store->load_overrides(unreadable, error);
+    REQUIRE(loaded);
+    CHECK(loaded->empty());
+    CHECK(unreadable == std::vector<std::string>{"HighCpu"});
 }

@@ -2,9 +2,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "rules/dynamic_loader.hpp"
 #include "rules/engine.hpp"
 #include "rules/rule_loader.hpp"
 #include "tests/support/test_support.hpp"
@@ -401,6 +403,16 @@ TEST_CASE("dynamic rule baselines are dropped when the rule, its dynamic block o
         same.push(60 * minute, 100);
         CHECK(same.warming_up() == 1);
     }
+    SECTION("a last sample time ahead of the clock")
+    {
+        std::vector<baseline_record> future = saved;
+        future[0].last_sample_at = 4'102'444'800'000; // 2100-01-01
+        harness same(load(flat_baseline_rule));
+        same.clock.set_ms(60 * minute);
+        CHECK(same.eng.restore_baselines(future) == 1);
+        same.push(60 * minute, 100);
+        CHECK(same.events.empty());
+    }
     SECTION("series the rule does not select")
     {
         std::vector<baseline_record> other = saved;
@@ -447,4 +459,33 @@ TEST_CASE("dynamic tiers that point away from the anomaly are errors")
     CHECK(load_error(rule_text("{type: mean_sigma, direction: below}",
                                "        tiers: {warning: {condition: 3, recover: '< 1'}}\n"))
               .empty());
+}
+
+TEST_CASE("dynamic spec hash covers the contents of reference and warm-start files")
+{
+    detector_spec spec;
+    spec.kind = detector_kind::ks;
+    spec.reference = drift_reference::file;
+    auto near_zero = std::make_shared<drift_reference_data>();
+    near_zero->file = "ref.txt";
+    near_zero->values = {0.1, 0.2, 0.3};
+    auto near_hundred = std::make_shared<drift_reference_data>(*near_zero);
+    near_hundred->values = {100.1, 100.2, 100.3};
+
+    spec.reference_data = near_zero;
+    const std::uint64_t before = detector_spec_hash(spec);
+    spec.reference_data = near_hundred;
+    CHECK(detector_spec_hash(spec) != before);
+
+    detector_spec seasonal;
+    seasonal.kind = detector_kind::seasonal;
+    auto week = std::make_shared<warm_start_data>();
+    week->file = "history.csv";
+    week->samples = {{0, 1.0}, {60'000, 2.0}};
+    seasonal.warm_start = week;
+    const std::uint64_t first = detector_spec_hash(seasonal);
+    auto edited = std::make_shared<warm_start_data>(*week);
+    edited->samples[1].second = 3.0;
+    seasonal.warm_start = edited;
+    CHECK(detector_spec_hash(seasonal) != first);
 }
