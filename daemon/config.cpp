@@ -173,7 +173,7 @@ std::optional<loaded_config> config_loader::load()
                            "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
-                           "mute_time_intervals", "templates"});
+                           "mute_time_intervals", "templates", "flap_detection"});
 
         if (const YAML::Node n = yaml::checker::child(root, "listen"); n.IsDefined()) {
             if (auto value = check_.string(n, "listen")) {

@@ -302,6 +302,7 @@ private:
     void load_route(const YAML::Node& node, const route_config* parent, route_config& out, const std::string& field);
     void check_intervals(const YAML::Node& node, const route_config& route, const std::string& field);
     void load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out);
+    void load_flap_detection(const YAML::Node& node, flap_config& out);
     void warn_unrequired_equal(const YAML::Node& item, const std::string& field, const inhibit_rule_config& rule);
     void load_time_intervals(const YAML::Node& node, const std::string& field, std::vector<time_interval_config>& out);
     time_interval_spec load_time_interval_spec(const YAML::Node& node, const std::string& field);
@@ -594,6 +595,45 @@ void routing_loader::warn_unrequired_equal(const YAML::Node& item, const std::st
                                 "without them inhibits every target alert without them; add source matchers such as "
                                 "{}=~\".+\" if that is not intended",
                                 field, fmt::join(unrequired, ", "), unrequired.front()));
+}
+
+void routing_loader::load_flap_detection(const YAML::Node& node, flap_config& out)
+{
+    if (!check_.expect_map(node, "flap_detection")) {
+        return;
+    }
+    check_.check_keys(node, "flap_detection", {"window", "start_at_changes", "stop_at_changes"});
+    const YAML::Node window = checker::child(node, "window");
+    const YAML::Node start = checker::child(node, "start_at_changes");
+    const YAML::Node stop = checker::child(node, "stop_at_changes");
+    if (!defined(window) || !defined(start) || !defined(stop)) {
+        check_.error(node, "flap_detection needs window, start_at_changes and stop_at_changes, such as {window: "
+                           "10m, start_at_changes: 5, stop_at_changes: 2}");
+        return;
+    }
+    auto w = check_.duration(window, "flap_detection.window");
+    auto a = check_.count(start, "flap_detection.start_at_changes");
+    auto b = check_.count(stop, "flap_detection.stop_at_changes");
+    if (!w || !a || !b) {
+        return;
+    }
+    if (w->count() <= 0) {
+        check_.error(window, "flap_detection.window must be greater than 0s, such as 10m");
+        return;
+    }
+    if (*a < 2 || *a > 1000) {
+        check_.error(start, fmt::format("flap_detection.start_at_changes is {}; expected 2 to 1000 changes", *a));
+        return;
+    }
+    if (*b >= *a) {
+        check_.error(stop, fmt::format("flap_detection.stop_at_changes ({}) must be less than start_at_changes ({}), "
+                                       "or flapping would never stop",
+                                       *b, *a));
+        return;
+    }
+    out.window = *w;
+    out.start_at_changes = static_cast<std::uint32_t>(*a);
+    out.stop_at_changes = static_cast<std::uint32_t>(*b);
 }
 
 void routing_loader::load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out)
@@ -990,6 +1030,9 @@ routing_config routing_loader::load(const YAML::Node& root)
     if (const YAML::Node n = checker::child(root, "templates"); defined(n)) {
         load_templates(n, config.template_files);
     }
+    if (const YAML::Node n = checker::child(root, "flap_detection"); defined(n) && !n.IsNull()) {
+        load_flap_detection(n, config.flap_detection);
+    }
     check_references(config);
     return config;
 }
@@ -1011,7 +1054,8 @@ routing_config load_routing(const YAML::Node& root, yaml::checker& check, const 
 const std::vector<std::string>& routing_keys()
 {
     static const std::vector<std::string> keys = {"global",         "route",         "receivers", "inhibit_rules",
-                                                  "time_intervals", "mute_time_intervals", "templates"};
+                                                  "time_intervals", "mute_time_intervals", "templates",
+                                                  "flap_detection"};
     return keys;
 }
 

@@ -178,6 +178,17 @@ struct time_interval_config {
     int line = 0;
 };
 
+// Flap detection (a tocsin key, flap_detection): an alert that changed between firing and
+// resolved start_at_changes times within `window` is flapping. One notification says so, its
+// changes are held, and once no more than stop_at_changes remain within the window, one more
+// notification gives its current state.
+struct flap_config {
+    milliseconds window{0}; // 0: off
+    std::uint32_t start_at_changes = 0;
+    std::uint32_t stop_at_changes = 0;
+    bool enabled() const { return window.count() > 0 && start_at_changes > 0; }
+};
+
 struct global_config {
     milliseconds resolve_timeout{300'000};
     std::string pagerduty_url = "https://events.pagerduty.com/v2/enqueue";
@@ -191,6 +202,7 @@ struct routing_config {
     std::vector<receiver_config> receivers;
     std::vector<inhibit_rule_config> inhibit_rules;
     std::vector<time_interval_config> time_intervals;
+    flap_config flap_detection;
     std::vector<std::string> template_files; // globs expanded, resolved against the config folder
     bool present = false; // false when the file has no route: alerts are then only visible in the API
 

@@ -1,12 +1,16 @@
 #include "routing/dispatcher.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include "rules/duration.hpp"
 #include "rules/rule.hpp"
 #include "routing/inhibit.hpp"
 #include "routing/silences.hpp"
@@ -134,6 +138,18 @@ struct dispatcher::impl {
         std::set<std::uint64_t> copies;
         time_ms next_flush_at = 0;
         bool has_flushed = false;
+        // Set when an alert of the group starts or stops flapping: the next flush notifies
+        // even when the log says the receiver already has this state.
+        bool force_notify = false;
+    };
+
+    // The state changes of one alert for flap detection.
+    struct flap_state {
+        std::deque<time_ms> changes; // times the alert turned firing or resolved, within the window
+        bool flapping = false;
+        bool start_announced = false; // the notification that says it flaps went out
+        bool stop_pending = false;    // it settled; the next flush gives its current state
+        time_ms stop_check_at = 0;    // its entry in flap_timers_, or 0
     };
 
     struct alert_entry {
@@ -195,6 +211,9 @@ struct dispatcher::impl {
     // notified on its own while the higher one fires).
     bool muted(const group& g, const alert& a, time_ms now) const
     {
+        if (flapping_quiet(a.id)) {
+            return true;
+        }
         if (g.copies.contains(a.id) && !a.resolved_at(now)) {
             auto it = alerts_.find(a.id);
             if (it != alerts_.end() && !it->second.current.resolved_at(now) &&
@@ -348,12 +367,17 @@ struct dispatcher::impl {
         const std::uint64_t id = a.id;
         dirty_alerts_.insert(id);
         auto found = alerts_.find(id);
+        const bool was_firing = found != alerts_.end() && !found->second.current.resolved_at(now);
+        const bool changed = was_firing == a.resolved_at(now);
         if (found == alerts_.end()) {
             auto& entry = alerts_.emplace(id, alert_entry{std::move(a), {}, 0}).first->second;
             inhibitor_->observe(entry.current);
             route_alert(entry, now);
             update_copies(entry.current, now);
             finish_upsert(alerts_.find(id), now);
+            if (changed) {
+                record_change(id, now);
+            }
             return;
         }
 
@@ -390,6 +414,155 @@ struct dispatcher::impl {
         }
         update_copies(entry.current, now);
         finish_upsert(found, now);
+        if (changed) {
+            record_change(id, now);
+        }
+    }
+
+    // -- flap detection --------------------------------------------------------------------
+
+    // True while a flapping alert's changes are held: after the notification that says it flaps
+    // and until the one that gives its settled state.
+    bool flapping_quiet(std::uint64_t id) const
+    {
+        auto it = flaps_.find(id);
+        return it != flaps_.end() && it->second.flapping && it->second.start_announced;
+    }
+
+    // True while the alert must stay in its groups: flapping, or settled with its state not
+    // given yet.
+    bool flapping_held(std::uint64_t id) const
+    {
+        auto it = flaps_.find(id);
+        return it != flaps_.end() && (it->second.flapping || it->second.stop_pending);
+    }
+
+    void annotate_flapping(alert& a) const
+    {
+        auto it = flaps_.find(a.id);
+        if (it == flaps_.end()) {
+            return;
+        }
+        const flap_config& f = config_->flap_detection;
+        if (it->second.flapping && !it->second.start_announced) {
+            a.annotations.emplace_back(
+                "flapping", fmt::format("started: {} changes between firing and resolved within {}; further changes "
+                                        "are held until it settles",
+                                        it->second.changes.size(), format_duration(f.window)));
+        } else if (it->second.stop_pending) {
+            a.annotations.emplace_back("flapping", "stopped: the state in this notification is current");
+        }
+    }
+
+    // After a flush of a group that holds alert `id`: the start or stop notice went out.
+    void settle_announcements(std::uint64_t id)
+    {
+        auto it = flaps_.find(id);
+        if (it == flaps_.end()) {
+            return;
+        }
+        if (it->second.flapping) {
+            it->second.start_announced = true;
+        } else if (it->second.stop_pending) {
+            it->second.stop_pending = false;
+        }
+        if (!it->second.flapping && !it->second.stop_pending && it->second.changes.empty()) {
+            flaps_.erase(it);
+        }
+    }
+
+    // Records a change between firing and resolved, and starts flapping when the window holds
+    // start_at_changes of them.
+    void record_change(std::uint64_t id, time_ms now)
+    {
+        const flap_config& f = config_->flap_detection;
+        if (!f.enabled()) {
+            return;
+        }
+        flap_state& state = flaps_[id];
+        state.changes.push_back(now);
+        while (!state.changes.empty() && state.changes.front() <= now - f.window.count()) {
+            state.changes.pop_front();
+        }
+        if (!state.flapping && state.changes.size() >= f.start_at_changes) {
+            state.flapping = true;
+            state.start_announced = false;
+            state.stop_pending = false;
+            flush_groups_of(id, now);
+        }
+        if (state.flapping) {
+            schedule_stop_check(id, state);
+        } else if (state.changes.size() == 1 && !state.stop_pending) {
+            // Forgotten once its only change leaves the window.
+            schedule_stop_check(id, state);
+        }
+    }
+
+    // The time at which no more than stop_at_changes changes remain within the window (for a
+    // flapping alert), or at which the history empties (for the others).
+    void schedule_stop_check(std::uint64_t id, flap_state& state)
+    {
+        const flap_config& f = config_->flap_detection;
+        const std::size_t keep = state.flapping ? f.stop_at_changes : 0;
+        if (state.stop_check_at != 0) {
+            flap_timers_.erase({state.stop_check_at, id});
+            state.stop_check_at = 0;
+        }
+        if (state.changes.size() <= keep) {
+            return;
+        }
+        state.stop_check_at = state.changes[state.changes.size() - 1 - keep] + f.window.count();
+        flap_timers_.insert({state.stop_check_at, id});
+    }
+
+    void check_flap_stops(time_ms now)
+    {
+        const flap_config& f = config_->flap_detection;
+        while (!flap_timers_.empty() && flap_timers_.begin()->first <= now) {
+            const std::uint64_t id = flap_timers_.begin()->second;
+            flap_timers_.erase(flap_timers_.begin());
+            auto it = flaps_.find(id);
+            if (it == flaps_.end()) {
+                continue;
+            }
+            flap_state& state = it->second;
+            state.stop_check_at = 0;
+            while (!state.changes.empty() && state.changes.front() <= now - f.window.count()) {
+                state.changes.pop_front();
+            }
+            if (state.flapping && state.changes.size() <= f.stop_at_changes) {
+                stop_flapping(id, state, now);
+            } else if (state.flapping) {
+                schedule_stop_check(id, state);
+            } else if (state.changes.empty() && !state.stop_pending) {
+                flaps_.erase(it);
+            }
+        }
+    }
+
+    // Ends flapping and has the alert's groups give its current state at once.
+    void stop_flapping(std::uint64_t id, flap_state& state, time_ms now)
+    {
+        state.flapping = false;
+        state.stop_pending = state.start_announced;
+        state.start_announced = false;
+        flush_groups_of(id, now);
+    }
+
+    // Brings the flush of every group that holds alert `id` forward to now, forcing a notification.
+    void flush_groups_of(std::uint64_t id, time_ms now)
+    {
+        auto it = alerts_.find(id);
+        if (it == alerts_.end()) {
+            return;
+        }
+        for (const auto& key : it->second.group_keys) {
+            group& g = *groups_.at(key);
+            g.force_notify = true;
+            if (g.next_flush_at > now) {
+                set_timer(g, now);
+            }
+        }
     }
 
     // The copy that a group keeps when the alert leaves it: the old version, still firing when
@@ -491,6 +664,7 @@ struct dispatcher::impl {
     {
         const time_ms now = clock_.now_ms();
         expire(now);
+        check_flap_stops(now);
 
         // Collected first: a flush reschedules its group, and a zero group_interval would
         // otherwise bring the same group back in this loop.
@@ -546,7 +720,7 @@ struct dispatcher::impl {
                     const bool announced_firing =
                         previous != nullptr && std::binary_search(previous->firing.begin(), previous->firing.end(),
                                                                   all_resolved[i].value->fingerprint());
-                    if (!resolved_muted[i] || announced_firing) {
+                    if (!resolved_muted[i] || (announced_firing && !flapping_quiet(all_resolved[i].value->id))) {
                         resolved.push_back(all_resolved[i]);
                     }
                 }
@@ -554,8 +728,8 @@ struct dispatcher::impl {
                     continue;
                 }
                 const std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
-                if (!needs_update(previous, firing_fps, resolved_fps, slot.send_resolved, g.route->repeat_interval,
-                                  now)) {
+                if (!g.force_notify && !needs_update(previous, firing_fps, resolved_fps, slot.send_resolved,
+                                                     g.route->repeat_interval, now)) {
                     continue;
                 }
                 // Without send_resolved the resolved alerts stay out, and a notification of
@@ -580,7 +754,10 @@ struct dispatcher::impl {
         std::vector<std::uint64_t> leaving;
         leaving.reserve(all_resolved.size());
         for (const auto& r : all_resolved) {
-            leaving.push_back(r.value->id);
+            // A flapping alert stays in its group, so its state is there to give when it settles.
+            if (!flapping_held(r.value->id)) {
+                leaving.push_back(r.value->id);
+            }
         }
         for (std::uint64_t id : leaving) {
             if (g.copies.contains(id)) {
@@ -604,6 +781,10 @@ struct dispatcher::impl {
             }
         }
 
+        g.force_notify = false;
+        for (const auto& [id, a] : g.alerts) {
+            settle_announcements(id);
+        }
         g.has_flushed = true;
         time_ms next = g.next_flush_at + g.route->group_interval.count();
         if (next <= now) {
@@ -615,7 +796,7 @@ struct dispatcher::impl {
         }
     }
 
-    static notification make_notification(const group& g, integration_ref ref, const std::vector<sorted_alert>& firing,
+    notification make_notification(const group& g, integration_ref ref, const std::vector<sorted_alert>& firing,
                                           const std::vector<sorted_alert>& resolved, time_ms now)
     {
         notification n;
@@ -630,6 +811,9 @@ struct dispatcher::impl {
         }
         for (const auto& a : resolved) {
             n.alerts.push_back(*a.value);
+        }
+        for (alert& a : n.alerts) {
+            annotate_flapping(a);
         }
         n.firing = firing.size();
         n.created_at = now;
@@ -734,6 +918,26 @@ struct dispatcher::impl {
         }
         quiet_groups_ = false;
         apply_saved_timers(saved);
+
+        if (!config_->flap_detection.enabled()) {
+            // Flap detection is off: flapping alerts go back to being notified on each change,
+            // starting with their current state where it differs from what was last sent.
+            for (auto& [id, state] : flaps_) {
+                if (state.flapping) {
+                    auto entry = alerts_.find(id);
+                    if (entry != alerts_.end()) {
+                        for (const auto& key : entry->second.group_keys) {
+                            group& g = *groups_.at(key);
+                            if (g.next_flush_at > now) {
+                                set_timer(g, now);
+                            }
+                        }
+                    }
+                }
+            }
+            flaps_.clear();
+            flap_timers_.clear();
+        }
     }
 
     // After a reload, a firing alert that no longer reaches a group of a surviving route leaves
@@ -887,6 +1091,10 @@ struct dispatcher::impl {
     std::set<std::pair<std::string, std::uint64_t>> dirty_copies_; // (group key, alert id)
     bool quiet_groups_ = false; // set while a reload or restore decides which groups changed
     std::unique_ptr<inhibitor> inhibitor_;
+    // NOTE: flap histories live in memory only; after a restart an alert's changes are notified
+    // one by one until it flaps again.
+    std::unordered_map<std::uint64_t, flap_state> flaps_;
+    std::set<std::pair<time_ms, std::uint64_t>> flap_timers_; // (stop_check_at, alert id)
     std::unordered_map<std::string, const std::vector<time_interval_spec>*> intervals_; // by name, into config_
     const silence_store* silences_ = nullptr; // owned by the caller; null mutes nothing
     std::uint64_t notifications_ = 0;
@@ -911,10 +1119,15 @@ std::vector<notification> dispatcher::flush_due()
 
 std::optional<time_ms> dispatcher::next_flush_at() const
 {
-    if (impl_->timers_.empty()) {
-        return std::nullopt;
+    std::optional<time_ms> next;
+    if (!impl_->timers_.empty()) {
+        next = impl_->timers_.begin()->first;
     }
-    return impl_->timers_.begin()->first;
+    if (!impl_->flap_timers_.empty()) {
+        const time_ms flap = impl_->flap_timers_.begin()->first;
+        next = next ? std::min(*next, flap) : flap;
+    }
+    return next;
 }
 
 void dispatcher::replace_config(std::shared_ptr<const routing_config> config)

@@ -766,3 +766,22 @@ inhibit_rules:
           "source alert without them inhibits every target alert without them; add source matchers such as "
           "alertname=~\".+\" if that is not intended");
 }
+
+TEST_CASE("routing reads flap_detection and rejects settings that never stop")
+{
+    auto ok = load_text("route: {receiver: a}\nreceivers: [{name: a}]\n"
+                        "flap_detection: {window: 10m, start_at_changes: 5, stop_at_changes: 2}\n");
+    REQUIRE(ok.errors.empty());
+    CHECK(ok.config.flap_detection.enabled());
+    CHECK(ok.config.flap_detection.window == std::chrono::minutes(10));
+    CHECK(ok.config.flap_detection.start_at_changes == 5);
+    CHECK(ok.config.flap_detection.stop_at_changes == 2);
+
+    auto never_stops = load_text("route: {receiver: a}\nreceivers: [{name: a}]\n"
+                                 "flap_detection: {window: 10m, start_at_changes: 3, stop_at_changes: 3}\n");
+    CHECK(contains(never_stops.errors, "stop_at_changes (3) must be less than start_at_changes (3)"));
+    auto partial = load_text("route: {receiver: a}\nreceivers: [{name: a}]\nflap_detection: {window: 10m}\n");
+    CHECK(contains(partial.errors, "flap_detection needs window, start_at_changes and stop_at_changes"));
+    auto off = load_text("route: {receiver: a}\nreceivers: [{name: a}]\n");
+    CHECK_FALSE(off.config.flap_detection.enabled());
+}

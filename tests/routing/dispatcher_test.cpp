@@ -1406,3 +1406,113 @@ TEST_CASE("tier inhibition: an escalation in the same group goes out at once")
     CHECK(h.sent[1].alerts[0].labels.get("severity") == "critical");
     CHECK(h.sent[2].alerts[0].labels.get("severity") == "warning");
 }
+
+namespace {
+
+std::shared_ptr<const routing_config> flapping_config(bool enabled)
+{
+    auto c = std::make_shared<routing_config>();
+    c->root = make_root({"alertname"}, 0, 1 * sec, 4 * hour);
+    c->receivers = {webhook_receiver("hook")};
+    c->present = true;
+    if (enabled) {
+        c->flap_detection = flap_config{milliseconds(10 * minute), 5, 2};
+    }
+    return c;
+}
+
+// The check is OK at even minutes and CRIT at odd ones up to 11m, CRIT until 29m, OK from 30m.
+bool crit_at(int m)
+{
+    return m <= 11 ? m % 2 == 1 : m < 30;
+}
+
+std::string flap_note(const notification& n)
+{
+    for (const auto& [name, value] : n.alerts.at(0).annotations) {
+        if (name == "flapping") {
+            return value.substr(0, value.find(':'));
+        }
+    }
+    return "";
+}
+
+} // namespace
+
+TEST_CASE("flap detection: one notice while flapping, and the settled state at the end")
+{
+    harness h(flapping_config(true));
+    // From 1m: at 0m the check is OK and there is no alert yet.
+    for (int m = 1; m <= 40; ++m) {
+        alert a = make_alert(1, "Check", "h1", 0);
+        if (!crit_at(m)) {
+            a.ends_at = m * minute;
+        }
+        h.clock.set_ms(m * minute);
+        h.post(a);
+        h.run_until(m * minute);
+    }
+    CHECK(h.log == lines{
+                       "@1m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@2m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@3m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@4m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@5m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@19m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@30m0s hook/webhook/0 firing[] resolved[h1]",
+                   });
+    REQUIRE(h.sent.size() == 7);
+    CHECK(flap_note(h.sent[4]) == "started");
+    CHECK(flap_note(h.sent[5]) == "stopped");
+    CHECK(flap_note(h.sent[6]).empty());
+}
+
+TEST_CASE("flap detection: turning it off by reload notifies every change again")
+{
+    harness h(flapping_config(true));
+    for (int m = 1; m <= 12; ++m) {
+        if (m == 8) {
+            h.config = flapping_config(false);
+            h.d->replace_config(h.config);
+        }
+        alert a = make_alert(1, "Check", "h1", 0);
+        if (!crit_at(m)) {
+            a.ends_at = m * minute;
+        }
+        h.clock.set_ms(m * minute);
+        h.post(a);
+        h.run_until(m * minute);
+    }
+    CHECK(h.log == lines{
+                       "@1m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@2m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@3m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@4m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@5m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@8m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@9m0s hook/webhook/0 firing[h1] resolved[]",
+                       "@10m0s hook/webhook/0 firing[] resolved[h1]",
+                       "@11m0s hook/webhook/0 firing[h1] resolved[]",
+                   });
+}
+
+TEST_CASE("flap detection: an alert that changes less often is notified as usual")
+{
+    harness h(flapping_config(true));
+    for (int m = 5; m <= 60; m += 5) {
+        alert a = make_alert(1, "Check", "h1", 0);
+        if (m % 10 == 0) {
+            a.ends_at = m * minute;
+        }
+        h.clock.set_ms(m * minute);
+        h.post(a);
+        h.run_until(m * minute);
+    }
+    // One change every 5 minutes: at most 2 within 10 minutes, never 5.
+    CHECK(h.log.size() == 12);
+    CHECK(h.log.front() == "@5m0s hook/webhook/0 firing[h1] resolved[]");
+    CHECK(h.log.back() == "@1h0m0s hook/webhook/0 firing[] resolved[h1]");
+    for (const auto& n : h.sent) {
+        CHECK(flap_note(n).empty());
+    }
+}
