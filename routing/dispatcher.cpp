@@ -139,7 +139,7 @@ struct dispatcher::impl {
         time_ms next_flush_at = 0;
         bool has_flushed = false;
         // Set when an alert of the group starts or stops flapping: the next flush notifies
-        // even when the log says the receiver already has this state.
+        // even when the log shows the receiver already has this state.
         bool force_notify = false;
     };
 
@@ -147,7 +147,7 @@ struct dispatcher::impl {
     struct flap_state {
         std::deque<time_ms> changes; // times the alert turned firing or resolved, within the window
         bool flapping = false;
-        bool start_announced = false; // the notification that says it flaps went out
+        bool start_announced = false; // the start notice went out
         bool stop_pending = false;    // it settled; the next flush gives its current state
         time_ms stop_check_at = 0;    // its entry in flap_timers_, or 0
     };
@@ -206,9 +206,9 @@ struct dispatcher::impl {
                std::none_of(route.active_time_intervals.begin(), route.active_time_intervals.end(), holds);
     }
 
-    // True when an active silence or a firing source alert mutes `a`, or when `a` is a firing
-    // copy in `g` of an alert that now fires at a higher severity (its lower tier is not
-    // notified on its own while the higher one fires).
+    // True when flapping, an active silence or a firing source alert mutes `a`. Also true when
+    // `a` is a firing copy in `g` of an alert that now fires at a higher severity, because a
+    // lower tier is not notified on its own while the higher one fires.
     bool muted(const group& g, const alert& a, time_ms now) const
     {
         if (flapping_quiet(a.id)) {
@@ -421,8 +421,8 @@ struct dispatcher::impl {
 
     // -- flap detection --------------------------------------------------------------------
 
-    // True while a flapping alert's changes are held: after the notification that says it flaps
-    // and until the one that gives its settled state.
+    // True while a flapping alert's changes are held: after its start notice and until the
+    // notification of its settled state.
     bool flapping_quiet(std::uint64_t id) const
     {
         auto it = flaps_.find(id);
@@ -454,7 +454,7 @@ struct dispatcher::impl {
         }
     }
 
-    // After a flush of a group that holds alert `id`: the start or stop notice went out.
+    // After a flush of a group that contains alert `id`: the start or stop notice went out.
     void settle_announcements(std::uint64_t id)
     {
         auto it = flaps_.find(id);
@@ -471,8 +471,8 @@ struct dispatcher::impl {
         }
     }
 
-    // Records a change between firing and resolved, and starts flapping when the window holds
-    // start_at_changes of them.
+    // Records a change between firing and resolved, and starts flapping when the window
+    // contains start_at_changes of them.
     void record_change(std::uint64_t id, time_ms now)
     {
         const flap_config& f = config_->flap_detection;
@@ -549,7 +549,8 @@ struct dispatcher::impl {
         flush_groups_of(id, now);
     }
 
-    // Brings the flush of every group that holds alert `id` forward to now, forcing a notification.
+    // Brings the flush of every group that contains alert `id` forward to now, forcing a
+    // notification.
     void flush_groups_of(std::uint64_t id, time_ms now)
     {
         auto it = alerts_.find(id);

@@ -513,10 +513,16 @@ bool check_reference_data(const detector_spec& spec, std::size_t min_samples, st
                                 data.file);
             return false;
         }
-        if (data.edges.size() < 2 || data.edges.size() != data.shares.size() + 1) {
+        if (data.edges.size() < 3 || data.edges.size() != data.shares.size() + 1) {
             error = fmt::format("psi: reference file {} has {} edges for {} shares; expected one more edge than "
-                                "shares and at least one share",
+                                "shares and at least two shares, since one bin always gives a PSI of 0",
                                 data.file, data.edges.size(), data.shares.size());
+            return false;
+        }
+        if (!(data.edges.back() > data.edges.front())) {
+            error = fmt::format("psi: reference file {} has every edge at {}, so every value falls in one bin; give "
+                                "edges that span the values",
+                                data.file, data.edges.front());
             return false;
         }
         return true;

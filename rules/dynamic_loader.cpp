@@ -277,8 +277,14 @@ std::optional<dynamic_block> load_dynamic_block(const YAML::Node& node, const st
     }
     if (const YAML::Node n = read.get("k"); n.IsDefined()) {
         if (auto v = read_number(n, "dynamic.k", check)) {
-            out.k = *v;
-            out.k_mark = n.Mark();
+            if (*v <= 0) {
+                // A score of 0 means "equal to the baseline", so k <= 0 fires on normal values.
+                check.error(n, fmt::format("dynamic.k is {}; expected a positive number of deviations such as 3",
+                                           *v));
+            } else {
+                out.k = *v;
+                out.k_mark = n.Mark();
+            }
         }
     }
     if (auto v = read.choice("direction", {"above", "below", "both"})) {

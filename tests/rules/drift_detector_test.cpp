@@ -611,6 +611,19 @@ TEST_CASE("drift factory rejects unusable specs")
     CHECK(detail::make_drift_detector(ks_bins, error) == nullptr);
     CHECK_THAT(error, Catch::Contains("bins.json") && Catch::Contains("raw values"));
 
+    // One bin, or bins that all sit on one point, give a PSI of 0 whatever the values.
+    auto psi_one_bin = drift_spec(detector_kind::psi, drift_reference::file, 100s, 100s);
+    psi_one_bin.reference_data = bins_only;
+    CHECK(detail::make_drift_detector(psi_one_bin, error) == nullptr);
+    CHECK_THAT(error, Catch::Contains("at least two shares"));
+    auto flat = std::make_shared<drift_reference_data>();
+    flat->file = "flat.json";
+    flat->edges = {1, 1, 1};
+    flat->shares = {0.5, 0.5};
+    psi_one_bin.reference_data = flat;
+    CHECK(detail::make_drift_detector(psi_one_bin, error) == nullptr);
+    CHECK_THAT(error, Catch::Contains("every edge at 1"));
+
     auto few = std::make_shared<drift_reference_data>();
     few->file = "few.txt";
     few->values = {1, 2, 3};

@@ -489,3 +489,10 @@ TEST_CASE("dynamic spec hash covers the contents of reference and warm-start fil
     seasonal.warm_start = edited;
     CHECK(detector_spec_hash(seasonal) != first);
 }
+
+TEST_CASE("dynamic k must be positive")
+{
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma, k: 0}")),
+               Catch::Contains("dynamic.k is 0; expected a positive number of deviations"));
+    CHECK_THAT(load_error(rule_text("{type: mean_sigma, k: -3}")), Catch::Contains("dynamic.k is -3"));
+}
