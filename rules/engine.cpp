@@ -1816,25 +1816,8 @@ struct engine::impl {
                 ++dropped;
                 continue;
             }
-            views.clear();
-            for (const auto& l : rec.series.items()) {
-                views.push_back(label_view{l.name, l.value});
-            }
-            const std::uint64_t fp = fingerprint_of(views);
-            std::uint32_t s = find_series(fp, views);
-            if (s == npos) {
-                const auto* candidates = rules_for_metric(rec.series.metric_name());
-                if (candidates == nullptr || live_series_ >= limits_.max_series) {
-                    ++dropped;
-                    continue;
-                }
-                s = create_series(fp, views, now);
-                bind_series(s, *candidates);
-            }
-            std::uint32_t b = series_[s].first_binding;
-            while (b != npos && bindings_[b].rule != r) {
-                b = bindings_[b].next;
-            }
+            std::uint32_t s = npos;
+            const std::uint32_t b = restored_binding(r, rec.series, now, views, s);
             const bool edited = rec.rule_hash != slots_[r].def->definition_hash;
             if (b == npos || !restore_binding(b, rec, edited)) {
                 ++dropped;
@@ -1857,6 +1840,33 @@ struct engine::impl {
             check_rule_limit(r);
         }
         return dropped;
+    }
+
+    // Finds or creates the series with `labels` (its index goes to `s`) and returns its binding
+    // to rule slot `r`, for a record saved by a previous process. Returns npos when the rule
+    // does not select the series or the series limit is reached.
+    std::uint32_t restored_binding(std::uint32_t r, const label_set& labels, time_ms now,
+                                   std::vector<label_view>& views, std::uint32_t& s)
+    {
+        views.clear();
+        for (const auto& l : labels.items()) {
+            views.push_back(label_view{l.name, l.value});
+        }
+        const std::uint64_t fp = fingerprint_of(views);
+        s = find_series(fp, views);
+        if (s == npos) {
+            const auto* candidates = rules_for_metric(labels.metric_name());
+            if (candidates == nullptr || live_series_ >= limits_.max_series) {
+                return npos;
+            }
+            s = create_series(fp, views, now);
+            bind_series(s, *candidates);
+        }
+        std::uint32_t b = series_[s].first_binding;
+        while (b != npos && bindings_[b].rule != r) {
+            b = bindings_[b].next;
+        }
+        return b;
     }
 
     std::vector<baseline_record> baselines() const
@@ -1899,25 +1909,8 @@ struct engine::impl {
                 ++dropped;
                 continue;
             }
-            views.clear();
-            for (const auto& l : rec.series.items()) {
-                views.push_back(label_view{l.name, l.value});
-            }
-            const std::uint64_t fp = fingerprint_of(views);
-            std::uint32_t s = find_series(fp, views);
-            if (s == npos) {
-                const auto* candidates = rules_for_metric(rec.series.metric_name());
-                if (candidates == nullptr || live_series_ >= limits_.max_series) {
-                    ++dropped;
-                    continue;
-                }
-                s = create_series(fp, views, now);
-                bind_series(s, *candidates);
-            }
-            std::uint32_t b = series_[s].first_binding;
-            while (b != npos && bindings_[b].rule != r) {
-                b = bindings_[b].next;
-            }
+            std::uint32_t s = npos;
+            const std::uint32_t b = restored_binding(r, rec.series, now, views, s);
             if (b == npos) {
                 ++dropped;
                 continue;
