@@ -15,6 +15,7 @@
 #include "daemon/api.hpp"
 #include "daemon/config.hpp"
 #include "daemon/delivery_service.hpp"
+#include "daemon/am_alerts.hpp"
 #include "daemon/silence_api.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/ingest.hpp"
@@ -779,6 +780,117 @@ private:
         return http_response::json(200, override_json(*removed, *base));
     }
 
+    // ---- Alertmanager's alert API ----
+
+    http_response post_am_alerts(const http_request& request)
+    {
+        postable_alert_limits limits;
+        limits.max_labels = config_.main.ingest.max_labels_per_series;
+        limits.max_label_value_bytes = config_.main.ingest.max_label_value_bytes;
+        const time_ms now = clock_.now_ms();
+        postable_alerts parsed =
+            parse_postable_alerts(request.body, now, config_.routing->global.resolve_timeout, limits);
+        if (parsed.fatal_status != 0) {
+            return v2_error(parsed.fatal_status, parsed.fatal);
+        }
+        const std::size_t accepted = parsed.alerts.size();
+        std::string error;
+        if (accepted > 0 && !delivery_->receive(std::move(parsed.alerts), error)) {
+            log_->error("cannot save {} alerts received over /api/v2/alerts, retrying: {}", accepted, error);
+            arm_delivery_timer();
+            return v2_error(500, "the alerts could not be saved; they are held in memory and written with the next "
+                                 "change, resend them to be safe");
+        }
+        arm_delivery_timer();
+        if (!parsed.errors.empty()) {
+            ingest_log_->warn("rejected {} of {} alerts from {} on /api/v2/alerts: {}", parsed.errors.size(),
+                              parsed.errors.size() + accepted, request.remote_address, parsed.errors.front());
+            std::string joined;
+            for (std::size_t i = 0; i < parsed.errors.size() && i < 20; ++i) {
+                joined += (i == 0 ? "" : "; ") + parsed.errors[i];
+            }
+            return v2_error(400, fmt::format("{} of {} alerts were invalid and dropped, the rest were kept: {}",
+                                             parsed.errors.size(), parsed.errors.size() + accepted, joined));
+        }
+        return http_response::json(200, "");
+    }
+
+    http_response list_am_alerts(const http_request& request)
+    {
+        auto query = parse_query(request.query);
+        if (!query) {
+            return v2_error(400, "invalid %XX escape in the query string");
+        }
+        std::vector<std::string> filters;
+        bool show_active = true;
+        bool show_silenced = true;
+        bool show_inhibited = true;
+        std::optional<label_matcher> receiver;
+        for (auto& [name, value] : *query) {
+            auto flag = [&](bool& into) -> bool {
+                if (value != "true" && value != "false") {
+                    return false;
+                }
+                into = value == "true";
+                return true;
+            };
+            if (name == "filter") {
+                filters.push_back(std::move(value));
+            } else if ((name == "active" && !flag(show_active)) || (name == "silenced" && !flag(show_silenced)) ||
+                       (name == "inhibited" && !flag(show_inhibited)) ||
+                       (name == "unprocessed" && value != "true" && value != "false")) {
+                return v2_error(400, fmt::format("{} must be true or false", name));
+            } else if (name == "receiver") {
+                std::string error;
+                receiver = label_matcher::make("receiver", match_op::regex, value, error);
+                if (!receiver) {
+                    return v2_error(400, error);
+                }
+            }
+        }
+        std::string error;
+        auto matchers = parse_filter_matchers(filters, error);
+        if (!matchers) {
+            return v2_error(400, error);
+        }
+        const dispatcher& d = delivery_->groups();
+        std::unordered_map<std::uint64_t, std::vector<std::string>> receivers;
+        for (const auto& g : d.groups()) {
+            for (const auto id : g.alert_ids) {
+                auto& names = receivers[id];
+                if (std::find(names.begin(), names.end(), g.receiver) == names.end()) {
+                    names.push_back(g.receiver);
+                }
+            }
+        }
+        const time_ms now = clock_.now_ms();
+        const auto resolve_timeout = config_.routing->global.resolve_timeout;
+        auto list = nlohmann::json::array();
+        for (const alert& a : d.alerts()) {
+            if (a.resolved_at(now)) {
+                continue;
+            }
+            const bool pass = std::all_of(matchers->begin(), matchers->end(),
+                                          [&](const label_matcher& m) { return m.matches(a.labels); });
+            if (!pass) {
+                continue;
+            }
+            const std::vector<std::string>& names = receivers[a.id];
+            if (receiver && std::none_of(names.begin(), names.end(),
+                                         [&](const std::string& n) { return receiver->matches(n); })) {
+                continue;
+            }
+            const mute_status status = d.mute_status_of(a.id, a.labels);
+            const bool silenced = !status.silenced_by.empty();
+            const bool inhibited = !status.inhibited_by.empty();
+            if ((!status.muted() && !show_active) || (silenced && !show_silenced) || (inhibited && !show_inhibited)) {
+                continue;
+            }
+            list.push_back(gettable_alert(a, status, names, now, resolve_timeout));
+        }
+        return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
     // ---- silences ----
 
     // Writes the change that an API call made, before the call is answered. When it cannot be
@@ -982,6 +1094,19 @@ private:
             which = endpoint::overrides;
             return handle_override(request, *rule_name);
         }
+        if (path == "/api/v2/alerts") {
+            which = endpoint::alerts;
+            if (is_get) {
+                return list_am_alerts(request);
+            }
+            if (method != "POST") {
+                return method_not_allowed("GET, HEAD, POST");
+            }
+            if (auto denied = check_token(request, config_.main.auth.write_tokens)) {
+                return *denied;
+            }
+            return post_am_alerts(request);
+        }
         if (path == "/api/v2/silences") {
             which = endpoint::silences;
             if (is_get) {
@@ -1043,7 +1168,7 @@ private:
         return http_response::text(404, "not found: " + truncate_for_message(path) +
                                             "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
                                             "/api/v1/rules, /api/v1/rules/{name}/override, /api/v1/overrides, "
-                                            "/api/v2/silences, /api/v2/silence/{id}, "
+                                            "/api/v2/alerts, /api/v2/silences, /api/v2/silence/{id}, "
                                             "/metrics, /-/healthy, /-/ready, /-/reload\n");
     }
 

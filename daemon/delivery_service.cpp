@@ -248,6 +248,20 @@ void delivery_service::print_console(const outbound_message& m)
     notify_log()->info("console receiver {}:\n    {}", m.integration.receiver, text);
 }
 
+bool delivery_service::receive(std::vector<alert> alerts, std::string& error)
+{
+    const time_ms now = clock_.now_ms();
+    for (alert& a : alerts) {
+        if (const alert* held = dispatcher_->find(a.id); held != nullptr && !held->resolved_at(now) &&
+                                                          !a.resolved_at(now)) {
+            a.starts_at = std::min(a.starts_at, held->starts_at);
+        }
+        dispatcher_->upsert(std::move(a));
+    }
+    std::vector<alert_event> none;
+    return flush(none, error);
+}
+
 bool delivery_service::flush(std::vector<alert_event>& events, std::string& error)
 {
     for (const auto& e : events) {

@@ -51,6 +51,12 @@ public:
     // that fail to commit stay in `events` for the next call; returns false then.
     bool flush(std::vector<alert_event>& events, std::string& error);
 
+    // Adds alerts received from another sender over Alertmanager's API. A firing alert that is
+    // already held keeps its earlier start, as Alertmanager merges them. The alerts are written
+    // with the dispatcher's changes; returns false when that write failed (it is retried with
+    // the next flush).
+    bool receive(std::vector<alert> alerts, std::string& error);
+
     // Starts sends whose turn has come.
     void pump();
 

@@ -1157,6 +1157,12 @@ std::vector<alert> dispatcher::alerts() const
     return out;
 }
 
+const alert* dispatcher::find(std::uint64_t id) const
+{
+    auto it = impl_->alerts_.find(id);
+    return it == impl_->alerts_.end() ? nullptr : &it->second.current;
+}
+
 std::vector<group_info> dispatcher::groups() const
 {
     std::vector<group_info> out;

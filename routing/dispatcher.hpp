@@ -173,6 +173,8 @@ public:
     mute_status mute_status_of(std::uint64_t id, const label_set& labels) const;
 
     std::vector<alert> alerts() const;
+    // The current version of alert `id`, or null.
+    const alert* find(std::uint64_t id) const;
     std::vector<group_info> groups() const;
     dispatcher_stats stats() const;
 
