@@ -1,6 +1,9 @@
 #include "daemon/am_alerts.hpp"
 
 #include <algorithm>
+#include <cctype>
+
+#include <yaml-cpp/yaml.h>
 
 #include <fmt/format.h>
 
@@ -142,7 +145,51 @@ std::string read_alert(const json& item, std::size_t index, time_ms now, std::ch
     return {};
 }
 
+bool secret_key(std::string key)
+{
+    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (key.ends_with("_file") || key.ends_with("_env")) {
+        return false; // a path or a variable name, not the secret itself
+    }
+    for (const char* part : {"key", "token", "secret", "password", "credentials"}) {
+        if (key.find(part) != std::string::npos) {
+            return true;
+        }
+    }
+    return key == "url" || key.ends_with("_url");
+}
+
+void redact(YAML::Node node)
+{
+    if (node.IsMap()) {
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            if (it->first.IsScalar() && secret_key(it->first.Scalar()) && it->second.IsScalar()) {
+                it->second = "<secret>";
+            } else {
+                redact(it->second);
+            }
+        }
+    } else if (node.IsSequence()) {
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            redact(node[i]);
+        }
+    }
+}
+
 } // namespace
+
+std::string redacted_config(const std::string& text)
+{
+    try {
+        YAML::Node root = YAML::Load(text);
+        redact(root);
+        YAML::Emitter out;
+        out << root;
+        return out.c_str();
+    } catch (const YAML::Exception&) {
+        return {};
+    }
+}
 
 postable_alerts parse_postable_alerts(std::string_view body, time_ms now, std::chrono::milliseconds resolve_timeout,
                                       const postable_alert_limits& limits)

@@ -43,4 +43,9 @@ postable_alerts parse_postable_alerts(std::string_view body, time_ms now, std::c
 nlohmann::json gettable_alert(const alert& a, const mute_status& status, const std::vector<std::string>& receivers,
                               time_ms now, std::chrono::milliseconds resolve_timeout);
 
+// The configuration file's text for /api/v2/status, with every value that may be a secret
+// (keys naming a key, token, secret, password or credentials, and URLs) replaced by
+// "<secret>", as Alertmanager masks them. Returns an empty string when `text` is not YAML.
+std::string redacted_config(const std::string& text);
+
 } // namespace tocsin

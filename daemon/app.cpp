@@ -3,10 +3,12 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <iostream>
+#include <sstream>
 #include <variant>
 
 #include <boost/asio.hpp>
@@ -891,6 +893,59 @@ private:
         return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
+    http_response list_am_groups()
+    {
+        const dispatcher& d = delivery_->groups();
+        const time_ms now = clock_.now_ms();
+        const auto resolve_timeout = config_.routing->global.resolve_timeout;
+        auto list = nlohmann::json::array();
+        for (const auto& g : d.groups()) {
+            nlohmann::json labels = nlohmann::json::object();
+            for (const auto& l : g.group_labels.items()) {
+                labels[l.name] = l.value;
+            }
+            auto alerts = nlohmann::json::array();
+            for (const auto id : g.alert_ids) {
+                const alert* a = d.find(id);
+                if (a == nullptr || a->resolved_at(now)) {
+                    continue;
+                }
+                alerts.push_back(gettable_alert(*a, d.mute_status_of(id, a->labels), {g.receiver}, now,
+                                                resolve_timeout));
+            }
+            if (!alerts.empty()) {
+                list.push_back({{"labels", std::move(labels)},
+                                {"receiver", {{"name", g.receiver}}},
+                                {"alerts", std::move(alerts)}});
+            }
+        }
+        return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    // Alertmanager's status document; there is no cluster, so its status is "disabled".
+    http_response am_status()
+    {
+        std::string text;
+        if (std::ifstream in{options_.config_path}; in) {
+            std::ostringstream buffer;
+            buffer << in.rdbuf();
+            text = redacted_config(buffer.str());
+        }
+        const nlohmann::json doc = {
+            {"cluster", {{"status", "disabled"}, {"peers", nlohmann::json::array()}}},
+            {"versionInfo",
+             {{"version", tocsin_version},
+              {"revision", ""},
+              {"branch", ""},
+              {"buildUser", ""},
+              {"buildDate", ""},
+              {"goVersion", "none (tocsind is written in C++)"}}},
+            {"config", {{"original", text}}},
+            {"uptime", format_rfc3339_ms(static_cast<time_ms>(start_time_ * 1000))},
+        };
+        return http_response::json(200, doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
     // ---- silences ----
 
     // Writes the change that an API call made, before the call is answered. When it cannot be
@@ -1106,6 +1161,31 @@ private:
                 return *denied;
             }
             return post_am_alerts(request);
+        }
+        if (path == "/api/v2/alerts/groups") {
+            which = endpoint::alerts;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return list_am_groups();
+        }
+        if (path == "/api/v2/receivers") {
+            which = endpoint::other;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            auto list = nlohmann::json::array();
+            for (const auto& r : config_.routing->receivers) {
+                list.push_back({{"name", r.name}});
+            }
+            return http_response::json(200, list.dump());
+        }
+        if (path == "/api/v2/status") {
+            which = endpoint::other;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return am_status();
         }
         if (path == "/api/v2/silences") {
             which = endpoint::silences;

@@ -97,3 +97,24 @@ TEST_CASE("am alerts: the gettable form has Alertmanager's fields")
     CHECK(doc["status"]["mutedBy"] == nlohmann::json::array());
     CHECK(gettable_alert(a, mute_status{}, {}, now, 5min)["status"]["state"] == "active");
 }
+
+TEST_CASE("am alerts: the status config hides secrets and keeps file names")
+{
+    const std::string text = R"(
+listen: 127.0.0.1:9793
+global: {slack_api_url: "https://hooks.slack.com/services/T0/B0/XYZ"}
+receivers:
+  - name: pd
+    pagerduty_configs: [{routing_key: abcdef0123456789abcdef0123456789, url: "http://127.0.0.1/v2"}]
+  - name: slack
+    slack_configs: [{bot_token_file: /etc/tocsin/slack.token, channel: "#ops"}]
+)";
+    const std::string shown = redacted_config(text);
+    CHECK(shown.find("abcdef0123456789") == std::string::npos);
+    CHECK(shown.find("XYZ") == std::string::npos);
+    CHECK(shown.find("http://127.0.0.1/v2") == std::string::npos);
+    CHECK(shown.find("/etc/tocsin/slack.token") != std::string::npos);
+    CHECK(shown.find("#ops") != std::string::npos);
+    CHECK(shown.find("<secret>") != std::string::npos);
+    CHECK(redacted_config("key: [unclosed").empty());
+}

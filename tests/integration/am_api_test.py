@@ -170,6 +170,14 @@ class am_api_test(unittest.TestCase):
             self.assertIn(message, response.json())
         listed = harness.http("GET", self.url("/api/v2/alerts")).json()
         self.assertEqual([a["labels"]["alertname"] for a in listed], ["FromScript"])
+        groups = harness.http("GET", self.url("/api/v2/alerts/groups")).json()
+        self.assertEqual([(g["labels"], g["receiver"]["name"], len(g["alerts"])) for g in groups],
+                         [({"alertname": "FromScript"}, "hook", 1)])
+        status = harness.http("GET", self.url("/api/v2/status")).json()
+        self.assertEqual(status["cluster"]["status"], "disabled")
+        self.assertIn("receivers:", status["config"]["original"])
+        self.assertNotIn(f"127.0.0.1:{self.fake_port}/webhook", status["config"]["original"])
+        self.assertEqual(harness.http("GET", self.url("/api/v2/receivers")).json(), [{"name": "hook"}])
         harness.wait_until("the FromScript page", lambda: self.alerts_with_status("FromScript", "firing"), TIMEOUT_S)
         self.assertTrue(self.daemon.process.running())
 
