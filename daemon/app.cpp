@@ -26,6 +26,7 @@
 #include "daemon/overrides.hpp"
 #include "daemon/state_store.hpp"
 #include "notifiers/sender.hpp"
+#include "rules/duration.hpp"
 #include "rules/engine.hpp"
 
 namespace tocsin {
@@ -66,6 +67,54 @@ std::string resolve_state_dir(const main_config& cfg)
         dir = std::filesystem::absolute(cfg.path).parent_path() / dir;
     }
     return dir.lexically_normal().string();
+}
+
+// Applies the command-line flags that override the config file. Returns false with `error`
+// set when one is invalid.
+bool apply_command_line(const app_options& options, loaded_config& config, std::string& error)
+{
+    if (!options.storage_path.empty()) {
+        // Relative to the working folder, as Alertmanager reads it.
+        config.main.state_dir = std::filesystem::absolute(options.storage_path).lexically_normal().string();
+    }
+    if (!options.listen_address.empty() &&
+        !parse_listen_address(options.listen_address, config.main.listen_address, config.main.listen_port, error)) {
+        error = "invalid --web.listen-address \"" + options.listen_address + "\": " + error;
+        return false;
+    }
+    if (!options.external_url.empty()) {
+        config.main.external_url = options.external_url;
+    }
+    if (!options.data_retention.empty()) {
+        auto retention = parse_duration(options.data_retention, error);
+        if (!retention) {
+            error = "invalid --data.retention \"" + options.data_retention + "\": " + error;
+            return false;
+        }
+        config.main.silences.retention = *retention;
+    }
+    return true;
+}
+
+// The path prefix of every endpoint: --web.route-prefix, else the path of --web.external-url,
+// as Alertmanager derives it; without a trailing slash.
+std::string route_prefix_of(const app_options& options)
+{
+    std::string prefix = options.route_prefix;
+    if (prefix.empty() && !options.external_url.empty()) {
+        const auto scheme = options.external_url.find("://");
+        const auto path = options.external_url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+        if (path != std::string::npos) {
+            prefix = options.external_url.substr(path);
+        }
+    }
+    if (!prefix.empty() && prefix.front() != '/') {
+        prefix.insert(prefix.begin(), '/');
+    }
+    while (!prefix.empty() && prefix.back() == '/') {
+        prefix.pop_back();
+    }
+    return prefix;
 }
 
 // The name an admin token goes by in overrides and logs: its file name without folder and
@@ -509,6 +558,10 @@ private:
             return result;
         }
         loaded->main.state_dir = resolve_state_dir(loaded->main);
+        if (std::string error; !apply_command_line(options_, *loaded, error)) {
+            // The flags were valid at start and have not changed.
+            log_->error("reload ({}): {}", trigger, error);
+        }
         warn_on_restart_only_changes(loaded->main);
         // The listener, TLS and state folder stay as they are until a restart.
         loaded->main.listen_address = config_.main.listen_address;
@@ -1084,7 +1137,16 @@ private:
     {
         auto started = std::chrono::steady_clock::now();
         endpoint which = endpoint::other;
-        http_response response = route(request, which);
+        http_response response;
+        if (route_prefix_.empty()) {
+            response = route(request, which);
+        } else if (request.path == route_prefix_ || request.path.starts_with(route_prefix_ + "/")) {
+            http_request inner = request;
+            inner.path = request.path == route_prefix_ ? "/" : request.path.substr(route_prefix_.size());
+            response = route(inner, which);
+        } else {
+            response = http_response::text(404, "not found: every endpoint is under " + route_prefix_ + "\n");
+        }
         auto& stats = endpoint_stats_[static_cast<std::size_t>(which)];
         stats.latency.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         ++stats.by_status[response.status];
@@ -1415,6 +1477,7 @@ private:
     std::shared_ptr<spdlog::logger> alert_log_ = get_logger("alerts");
     std::shared_ptr<spdlog::logger> override_log_ = get_logger("overrides");
     std::shared_ptr<spdlog::logger> silence_log_ = get_logger("silences");
+    std::string route_prefix_ = route_prefix_of(options_);
     // Threshold overrides in force; the engine runs config_.rules with these applied. Every
     // entry fits config_.rules, because a reload drops the others before it installs new rules.
     override_table overrides_;
@@ -1599,6 +1662,15 @@ int run_daemon(const app_options& options)
         set_log_level(config->main.log_level);
     }
     config->main.state_dir = resolve_state_dir(config->main);
+    std::string flag_error;
+    if (!apply_command_line(options, *config, flag_error)) {
+        std::cerr << "tocsind: " << flag_error << "\n";
+        return 1;
+    }
+    for (const auto& flag : options.ignored_flags) {
+        log->warn("{} is an Alertmanager flag that tocsind ignores: it runs as one process, with no cluster",
+                  flag);
+    }
 
     std::string error;
     auto store = state_store::open(config->main.state_dir, error,

@@ -589,4 +589,9 @@ std::optional<loaded_config> load_config(const std::string& path, diagnostics& d
     return loader.load();
 }
 
+bool parse_listen_address(std::string_view text, std::string& host, std::uint16_t& port, std::string& error)
+{
+    return parse_listen(text, host, port, error);
+}
+
 } // namespace tocsin

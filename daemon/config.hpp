@@ -87,4 +87,7 @@ struct loaded_config {
 // any error. `state_dir` and the listen address are not touched.
 std::optional<loaded_config> load_config(const std::string& path, diagnostics& diags);
 
+// Parses a listen address: host:port, [v6]:port or :port (all IPv4 interfaces).
+bool parse_listen_address(std::string_view text, std::string& host, std::uint16_t& port, std::string& error);
+
 } // namespace tocsin

@@ -182,6 +182,39 @@ class am_api_test(unittest.TestCase):
         self.assertTrue(self.daemon.process.running())
 
 
+class alertmanager_flags_test(unittest.TestCase):
+    """tocsind started as Alertmanager is: its flags and a plain alertmanager.yml."""
+
+    def test_alertmanager_command_line(self):
+        work = harness.temp_dir("tocsin-am-flags-", keep=ARGS.keep_temp)
+        port = harness.free_port()
+        config = work.file("alertmanager.yml", AM_CONFIG)
+        argv = [os.path.join(ARGS.bin_dir, "tocsind"), "--config.file", config,
+                "--storage.path", os.path.join(work.path, "data"),
+                "--web.listen-address", f"127.0.0.1:{port}", "--cluster.listen-address=",
+                "--web.route-prefix", "/am", "--log.level", "info"]
+        process = harness.server_process("tocsind", argv, os.path.join(work.path, "tocsind.log"))
+        try:
+            harness.wait_http_ok(f"http://127.0.0.1:{port}/am/-/ready", process)
+            self.assertEqual(harness.http("GET", f"http://127.0.0.1:{port}/-/ready").status, 404)
+            status = harness.http("GET", f"http://127.0.0.1:{port}/am/api/v2/status").json()
+            self.assertEqual(status["cluster"]["status"], "disabled")
+            self.assertIn("--cluster.listen-address is an Alertmanager flag that tocsind ignores", process.log())
+            self.assertTrue(os.path.exists(os.path.join(work.path, "data", "tocsin.db")))
+        finally:
+            process.stop(timeout=10)
+
+
+AM_CONFIG = """\
+route:
+  receiver: hook
+  group_by: [alertname]
+receivers:
+  - name: hook
+    webhook_configs: [{url: "http://127.0.0.1:9/hook"}]
+"""
+
+
 if __name__ == "__main__":
     harness.require_binary(os.path.join(ARGS.bin_dir, "tocsind"))
     unittest.main(argv=UNITTEST_ARGV)
