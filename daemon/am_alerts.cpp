@@ -10,6 +10,7 @@
 #include "daemon/api.hpp"
 #include "daemon/http_types.hpp"
 #include "daemon/overrides.hpp"
+#include "daemon/silence_api.hpp"
 
 namespace tocsin {
 
@@ -19,25 +20,15 @@ using json = nlohmann::json;
 
 constexpr int max_json_depth = 8;
 
-std::string shown(const json& value)
-{
-    std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (text.size() > 60) {
-        text.resize(57);
-        text += "...";
-    }
-    return text;
-}
-
 // Reads an object of string values into `out`. Returns the problem, or an empty string.
 std::string read_string_map(const json& node, const std::string& where, std::vector<std::pair<std::string, std::string>>& out)
 {
     if (!node.is_object()) {
-        return fmt::format("{} must be an object of strings; got {}", where, shown(node));
+        return fmt::format("{} must be an object of strings; got {}", where, json_excerpt(node));
     }
     for (const auto& [name, value] : node.items()) {
         if (!value.is_string()) {
-            return fmt::format("{}.{} must be a string; got {}", where, name, shown(value));
+            return fmt::format("{}.{} must be a string; got {}", where, name, json_excerpt(value));
         }
         if (name.empty() || !is_valid_utf8(name)) {
             return fmt::format("{} has an empty or invalid UTF-8 name; use names such as alertname", where);
@@ -57,7 +48,7 @@ std::string read_alert(const json& item, std::size_t index, time_ms now, std::ch
 {
     const std::string where = fmt::format("alerts[{}]", index);
     if (!item.is_object()) {
-        return fmt::format("{} must be an object with labels; got {}", where, shown(item));
+        return fmt::format("{} must be an object with labels; got {}", where, json_excerpt(item));
     }
     auto labels_node = item.find("labels");
     if (labels_node == item.end()) {
@@ -105,7 +96,7 @@ std::string read_alert(const json& item, std::size_t index, time_ms now, std::ch
             return {};
         }
         if (!it->is_string()) {
-            return fmt::format("{}.{} must be an RFC 3339 string; got {}", where, field, shown(*it));
+            return fmt::format("{}.{} must be an RFC 3339 string; got {}", where, field, json_excerpt(*it));
         }
         const std::string& text = it->get_ref<const std::string&>();
         // Go's zero time, which some senders use for "not set".
@@ -115,7 +106,7 @@ std::string read_alert(const json& item, std::size_t index, time_ms now, std::ch
         into = parse_rfc3339(text);
         if (!into) {
             return fmt::format("{}.{} is {}, not an RFC 3339 time such as 2026-01-02T15:04:05Z", where, field,
-                               shown(*it));
+                               json_excerpt(*it));
         }
         return {};
     };
@@ -135,7 +126,7 @@ std::string read_alert(const json& item, std::size_t index, time_ms now, std::ch
     }
     if (auto url = item.find("generatorURL"); url != item.end() && !url->is_null()) {
         if (!url->is_string()) {
-            return fmt::format("{}.generatorURL must be a string; got {}", where, shown(*url));
+            return fmt::format("{}.generatorURL must be a string; got {}", where, json_excerpt(*url));
         }
         out.generator_url = url->get<std::string>();
     }
@@ -213,7 +204,7 @@ postable_alerts parse_postable_alerts(std::string_view body, time_ms now, std::c
     }
     if (!doc.is_array()) {
         out.fatal_status = 400;
-        out.fatal = fmt::format("the body must be a JSON array of alerts; got {}", shown(doc));
+        out.fatal = fmt::format("the body must be a JSON array of alerts; got {}", json_excerpt(doc));
         return out;
     }
     if (doc.size() > limits.max_alerts) {

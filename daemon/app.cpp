@@ -331,7 +331,7 @@ private:
     // ---- persistence ----
 
     // Loads the silences saved by the previous process. Rows that cannot be read are logged
-    // and skipped; a database that cannot be read stops the start, because alerts that people
+    // and skipped. A database that cannot be read stops the start, because alerts that people
     // silenced would page them.
     bool restore_silences()
     {
@@ -1001,8 +1001,8 @@ private:
 
     // ---- silences ----
 
-    // Writes the change that an API call made, before the call is answered. When it cannot be
-    // written the change is undone, so a silence is never confirmed without being durable.
+    // Writes the change that an API call made, before the response goes out. When the write
+    // fails the change is undone, so a silence is never confirmed without being durable.
     std::optional<http_response> commit_silence(const std::vector<std::pair<std::string, std::optional<silence>>>& before)
     {
         silence_changes changes = silences_.take_changes();

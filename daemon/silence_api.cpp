@@ -16,17 +16,6 @@ using json = nlohmann::json;
 
 constexpr int max_json_depth = 8;
 
-// A JSON value for an error message, cut so that a huge value cannot flood the response.
-std::string shown(const json& value)
-{
-    std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (text.size() > 60) {
-        text.resize(57);
-        text += "...";
-    }
-    return text;
-}
-
 match_op op_of(bool is_regex, bool is_equal)
 {
     if (is_regex) {
@@ -42,7 +31,7 @@ std::optional<std::string> read_silence(const json& doc, silence& out)
     if (!doc.is_object()) {
         return fmt::format("the body must be a JSON object with matchers, startsAt, endsAt, createdBy and comment; "
                            "got {}",
-                           shown(doc));
+                           json_excerpt(doc));
     }
     auto text = [&](const char* field, bool required, std::string& into) -> std::optional<std::string> {
         auto it = doc.find(field);
@@ -53,7 +42,7 @@ std::optional<std::string> read_silence(const json& doc, silence& out)
             return std::nullopt;
         }
         if (!it->is_string()) {
-            return fmt::format("field \"{}\" must be a string; got {}", field, shown(*it));
+            return fmt::format("field \"{}\" must be a string; got {}", field, json_excerpt(*it));
         }
         into = it->get<std::string>();
         return std::nullopt;
@@ -70,7 +59,7 @@ std::optional<std::string> read_silence(const json& doc, silence& out)
         if (!parsed) {
             return fmt::format("field \"{}\" is {}, not an RFC 3339 time; expected for example "
                                "2026-01-02T15:04:05Z",
-                               field, shown(json(value)));
+                               field, json_excerpt(json(value)));
         }
         into = *parsed;
         return std::nullopt;
@@ -87,20 +76,20 @@ std::optional<std::string> read_silence(const json& doc, silence& out)
     for (std::size_t i = 0; i < matchers->size(); ++i) {
         const json& m = (*matchers)[i];
         if (!m.is_object()) {
-            return fmt::format("matchers[{}] must be an object with name, value and isRegex; got {}", i, shown(m));
+            return fmt::format("matchers[{}] must be an object with name, value and isRegex; got {}", i, json_excerpt(m));
         }
         auto name = m.find("name");
         auto value = m.find("value");
         auto is_regex = m.find("isRegex");
         auto is_equal = m.find("isEqual");
         if (name == m.end() || !name->is_string() || value == m.end() || !value->is_string()) {
-            return fmt::format("matchers[{}] needs string fields name and value; got {}", i, shown(m));
+            return fmt::format("matchers[{}] needs string fields name and value; got {}", i, json_excerpt(m));
         }
         if (is_regex == m.end() || !is_regex->is_boolean()) {
-            return fmt::format("matchers[{}] needs the boolean field isRegex; got {}", i, shown(m));
+            return fmt::format("matchers[{}] needs the boolean field isRegex; got {}", i, json_excerpt(m));
         }
         if (is_equal != m.end() && !is_equal->is_boolean() && !is_equal->is_null()) {
-            return fmt::format("matchers[{}].isEqual must be a boolean; got {}", i, shown(*is_equal));
+            return fmt::format("matchers[{}].isEqual must be a boolean; got {}", i, json_excerpt(*is_equal));
         }
         const bool equal = is_equal == m.end() || is_equal->is_null() || is_equal->get<bool>();
         std::string error;
@@ -238,6 +227,16 @@ std::optional<silence> parse_stored_silence(std::string_view text, std::string& 
         s.updated_at = parse_rfc3339(updated->get<std::string>()).value_or(0);
     }
     return s;
+}
+
+std::string json_excerpt(const nlohmann::json& value)
+{
+    std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (text.size() > 60) {
+        text.resize(57);
+        text += "...";
+    }
+    return text;
 }
 
 std::optional<std::vector<label_matcher>> parse_filter_matchers(const std::vector<std::string>& values,

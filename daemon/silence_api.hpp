@@ -39,6 +39,10 @@ std::optional<silence> parse_stored_silence(std::string_view text, std::string& 
 
 // Parses the `filter` query values of GET /api/v2/silences and /api/v2/alerts: each one
 // matcher such as alertname="DiskFull", optionally in braces, or several separated by commas.
+// Returns a JSON value as text for an error message, cut to 60 bytes so that a huge value
+// cannot flood the response.
+std::string json_excerpt(const nlohmann::json& value);
+
 std::optional<std::vector<label_matcher>> parse_filter_matchers(const std::vector<std::string>& values,
                                                                 std::string& error);
 

@@ -21,7 +21,7 @@
 //   is the firing copy of an alert's lower tier while the alert fires at a higher one.
 // - A rise in an alert's severity flushes its groups at once instead of at their next tick.
 // - A route inside one of its mute_time_intervals, or outside all its active_time_intervals,
-//   sends no firing alerts; its groups announce them at the first tick after the window.
+//   sends no firing alerts. Its groups announce them at the first tick after the window.
 // - Group timers, copies and the notification log are part of the durable state
 //   (take_changes()), so a restart or a reload neither sends again what was sent nor forgets a
 //   resolve.

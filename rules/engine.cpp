@@ -1924,8 +1924,8 @@ struct engine::impl {
             }
             state->owner = slots_[r].def;
             state->bytes = state->scorer->memory_bytes();
-            // The last output explains restored alerts and tells whether the baseline is ready
-            // until the next value is scored.
+            // Until the next value is scored, the last output explains restored alerts and
+            // shows whether the baseline is ready.
             state->last = rec.last;
             state->warming_up = !rec.last.ready;
             detector_bytes_ += state->bytes;

@@ -352,7 +352,7 @@ TEST_CASE("dynamic rule baselines saved by one engine continue in another")
     harness second(load(flat_baseline_rule));
     second.clock.set_ms(60 * minute);
     CHECK(second.eng.restore_baselines(saved) == 0);
-    // The saved output says the baseline is ready, so no series counts as warming up.
+    // The saved output marks the baseline ready, so no series counts as warming up.
     CHECK(second.warming_up() == 0);
     for (time_ms t = 60 * minute; t <= 62 * minute; t += step) {
         second.push(t, 150);
@@ -366,7 +366,7 @@ TEST_CASE("dynamic rule baselines saved by one engine continue in another")
     CHECK(second.eng.stats().warming_up == 0);
 }
 
-TEST_CASE("dynamic rule baselines are dropped when the rule, its dynamic block or the state changed")
+TEST_CASE("dynamic baseline restore drops stale records")
 {
     const time_ms step = 15 * second;
     harness first(load(flat_baseline_rule));
