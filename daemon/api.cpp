@@ -104,6 +104,8 @@ std::string alerts_json(const std::vector<alert_snapshot>& alerts,
         nlohmann::json item = alert_item(a);
         auto silenced = nlohmann::json::array();
         auto inhibited = nlohmann::json::array();
+        auto storms = nlohmann::json::array();
+        nlohmann::json acknowledged = nullptr;
         if (mutes) {
             const mute_status status = mutes(a);
             for (const auto& id : status.silenced_by) {
@@ -112,9 +114,19 @@ std::string alerts_json(const std::vector<alert_snapshot>& alerts,
             for (const auto id : status.inhibited_by) {
                 inhibited.push_back(fmt::format("{:016x}", id));
             }
+            for (const auto& receiver : status.storms) {
+                storms.push_back(receiver);
+            }
+            if (status.acknowledged_at != 0) {
+                acknowledged = {{"by", status.acknowledged_by},
+                                {"comment", status.ack_comment},
+                                {"at", format_rfc3339_ms(status.acknowledged_at)}};
+            }
         }
         item["silencedBy"] = std::move(silenced);
         item["inhibitedBy"] = std::move(inhibited);
+        item["heldByStormDigest"] = std::move(storms);
+        item["acknowledged"] = std::move(acknowledged);
         list.push_back(std::move(item));
     }
     nlohmann::json doc = {{"status", "success"}, {"data", {{"alerts", std::move(list)}}}};

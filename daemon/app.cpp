@@ -17,12 +17,14 @@
 #include "daemon/api.hpp"
 #include "daemon/config.hpp"
 #include "daemon/delivery_service.hpp"
+#include "daemon/ack_api.hpp"
 #include "daemon/am_alerts.hpp"
 #include "daemon/silence_api.hpp"
 #include "daemon/http_server.hpp"
 #include "daemon/ingest.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/noise_report.hpp"
 #include "daemon/overrides.hpp"
 #include "daemon/state_store.hpp"
 #include "notifiers/sender.hpp"
@@ -145,6 +147,7 @@ public:
             *store_, clock_, sender_, config_.routing, config_.templates, config_.main.delivery,
             config_.main.external_url, [this] { asio::post(io_, [this] { on_delivery_wake(); }); });
         delivery_->set_silences(&silences_);
+        delivery_->set_history_retention(config_.main.history_retention);
         http_server_options http;
         http.address = config_.main.listen_address;
         http.port = config_.main.listen_port;
@@ -584,6 +587,7 @@ private:
         log_warnings(loaded->warnings);
         delivery_->replace_config(loaded->routing, loaded->templates, loaded->main.delivery, loaded->main.external_url);
         silences_.set_limits(loaded->main.silences);
+        delivery_->set_history_retention(loaded->main.history_retention);
         config_ = std::move(*loaded);
         if (!options_.log_level.empty()) {
             set_log_level(options_.log_level);
@@ -1052,6 +1056,62 @@ private:
         return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
+    // GET shows an alert's acknowledgement. POST records one for a firing alert, which stops its
+    // escalation; DELETE withdraws it. Both need an admin token, as silences do, and answer once
+    // the change is saved.
+    http_response handle_ack(const http_request& request, std::uint64_t id)
+    {
+        const auto& method = request.method;
+        if (method == "GET" || method == "HEAD") {
+            const alert* current = delivery_->groups().find(id);
+            if (current == nullptr) {
+                return http_response::text(404, fmt::format("no alert with id {:016x}; GET /api/v1/alerts or "
+                                                            "/api/v2/alerts lists the current ones\n",
+                                                            id));
+            }
+            return http_response::json(200, ack_json(*current).dump(-1, ' ', false,
+                                                                     nlohmann::json::error_handler_t::replace));
+        }
+        if (method != "POST" && method != "DELETE") {
+            return method_not_allowed("GET, HEAD, POST, DELETE");
+        }
+        if (auto denied = check_token(request, config_.main.auth.admin_tokens)) {
+            return *denied;
+        }
+        ack_request parsed;
+        if (method == "POST") {
+            parsed = parse_ack_request(request.body);
+            if (!parsed.error.empty()) {
+                return http_response::text(400, parsed.error + "\n");
+            }
+        }
+        bool saved = false;
+        std::string error;
+        const ack_outcome outcome = delivery_->acknowledge(id, parsed.by, parsed.comment, saved, error);
+        arm_delivery_timer();
+        if (outcome == ack_outcome::not_found) {
+            return http_response::text(404, fmt::format("no alert with id {:016x}; GET /api/v1/alerts or "
+                                                        "/api/v2/alerts lists the current ones\n",
+                                                        id));
+        }
+        if (outcome == ack_outcome::resolved) {
+            return http_response::text(409, fmt::format("alert {:016x} is resolved; only a firing alert can be "
+                                                        "acknowledged\n",
+                                                        id));
+        }
+        if (!saved) {
+            // The change stays in memory and is written with the next flush.
+            alert_log_->error("cannot save the acknowledgement of alert {:016x}, will retry: {}", id, error);
+        }
+        const alert* current = delivery_->groups().find(id);
+        if (method == "POST") {
+            alert_log_->info("alert {:016x} acknowledged by {}", id, parsed.by);
+        } else {
+            alert_log_->info("acknowledgement of alert {:016x} withdrawn", id);
+        }
+        return http_response::json(200, ack_json(*current).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
     http_response post_silence(const http_request& request)
     {
         if (auto denied = check_token(request, config_.main.auth.admin_tokens)) {
@@ -1192,6 +1252,15 @@ private:
                                            return delivery_->groups().mute_status_of(a.id, a.labels);
                                        }));
         }
+        bool bad_ack_id = false;
+        if (auto id = ack_path_id(path, bad_ack_id); id || bad_ack_id) {
+            which = endpoint::alerts;
+            if (bad_ack_id) {
+                return http_response::text(400, "invalid alert id in the path; expected /api/v1/alerts/<id>/ack with "
+                                                "the 16 hex digits of the id that GET /api/v1/alerts shows\n");
+            }
+            return handle_ack(request, *id);
+        }
         if (path == "/api/v1/rules") {
             which = endpoint::rules;
             if (!is_get) {
@@ -1206,6 +1275,13 @@ private:
                 return method_not_allowed("GET, HEAD");
             }
             return http_response::json(200, overrides_json(overrides_, *config_.rules));
+        }
+        if (path == "/api/v1/report/noise") {
+            which = endpoint::other;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            return noise_report_response(*store_, request.query, clock_.now_ms(), config_.main.history_retention);
         }
         if (auto rule_name = override_path_rule(path)) {
             which = endpoint::overrides;

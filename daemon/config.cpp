@@ -169,8 +169,8 @@ std::optional<loaded_config> config_loader::load()
         }
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
-                           "baseline_snapshot_interval", "silence_retention", "limits", "auth", "tls", "external_url",
-                           "delivery", "state_sync",
+                           "baseline_snapshot_interval", "silence_retention", "history_retention", "limits", "auth",
+                           "tls", "external_url", "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
                            "mute_time_intervals", "templates", "flap_detection"});
@@ -229,6 +229,15 @@ std::optional<loaded_config> config_loader::load()
         if (const YAML::Node n = yaml::checker::child(root, "silence_retention"); n.IsDefined()) {
             if (auto d = check_.duration(n, "silence_retention")) {
                 config.silences.retention = *d;
+            }
+        }
+        if (const YAML::Node n = yaml::checker::child(root, "history_retention"); n.IsDefined()) {
+            if (auto d = check_.duration(n, "history_retention")) {
+                if (d->count() <= 0) {
+                    check_.error(n, "history_retention must be greater than 0; expected for example 30d");
+                } else {
+                    config.history_retention = *d;
+                }
             }
         }
         if (const YAML::Node n = yaml::checker::child(root, "limits"); n.IsDefined() && !n.IsNull()) {

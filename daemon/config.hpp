@@ -59,6 +59,8 @@ struct main_config {
     // limits.max_silences, limits.max_silence_matchers, limits.max_silence_bytes and
     // silence_retention.
     silence_limits silences;
+    // How long the notification history behind the noise report is kept (history_retention).
+    std::chrono::milliseconds history_retention{std::chrono::hours(24 * 30)};
     auth_config auth;
     tls_config tls;
     std::string log_level = "info";

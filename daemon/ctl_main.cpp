@@ -14,6 +14,7 @@
 
 #include "daemon/backtest.hpp"
 #include "daemon/config.hpp"
+#include "daemon/ctl_report.hpp"
 #include "daemon/ctl_silence.hpp"
 #include "daemon/rule_tests.hpp"
 #include "routing/config.hpp"
@@ -152,7 +153,7 @@ int check_rules(const std::vector<std::string>& files)
 
 int main(int argc, char** argv)
 {
-    CLI::App app{"tocsinctl: check tocsin configuration and rule files, and manage silences"};
+    CLI::App app{"tocsinctl: check tocsin configuration and rule files, manage silences, and report on noise"};
     app.require_subcommand(1);
 
     std::string config_path;
@@ -254,6 +255,24 @@ int main(int argc, char** argv)
     silence_update->add_option("--comment,-c", silence_args.comment, "New comment");
     silence_update->add_option("ID", silence_args.ids, "ID of the silence")->required()->expected(1);
 
+    auto* report = app.add_subcommand("report", "Reports from a running tocsind");
+    report->require_subcommand(1);
+    tocsin::report_command report_args;
+    auto* report_noise = report->add_subcommand(
+        "noise", "List the rules and alert groups that notified most, with their episodes, firing times and "
+                 "flapping, most notifications first");
+    report_noise->add_option("--url", report_args.url,
+                             fmt::format("tocsind's address; default: $TOCSIN_URL, else {}", tocsin::default_tocsin_url));
+    report_noise->add_option("--token-file", report_args.token_file,
+                             "File holding a token, when a proxy in front of tocsind requires one; default: "
+                             "$TOCSIN_TOKEN");
+    report_noise->add_option("--ca-file", report_args.ca_file, "PEM CA certificate to verify an https:// tocsind");
+    report_noise->add_option("--timeout", report_args.timeout, "Timeout of the request")->capture_default_str();
+    report_noise->add_option("--since", report_args.since, "Length of the period that ends now, such as 24h or 7d")
+        ->capture_default_str();
+    report_noise->add_option("--limit", report_args.limit, "Rows per table, 1 to 1000")->capture_default_str();
+    report_noise->add_flag("--json", report_args.json, "Print the server's JSON instead of the tables");
+
     auto* version = app.add_subcommand("version", "Print the version");
 
     try {
@@ -285,6 +304,9 @@ int main(int argc, char** argv)
                             : silence_update->parsed() ? action::update
                                                        : action::query;
         return tocsin::run_silence_command(silence_args);
+    }
+    if (report_noise->parsed()) {
+        return tocsin::run_report_command(report_args);
     }
     if (version->parsed()) {
         std::printf("tocsinctl %s\n", tocsin_version);

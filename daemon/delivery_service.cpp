@@ -201,7 +201,7 @@ void delivery_service::upsert_from_event(const alert_event& e)
     }
 }
 
-void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out)
+void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history)
 {
     const time_ms now = clock_.now_ms();
     for (const notification& n : dispatcher_->flush_due()) {
@@ -211,6 +211,11 @@ void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out)
         }
         if (built.template_errors > 0) {
             template_errors_[n.integration.receiver] += built.template_errors;
+        }
+        if (!built.messages.empty()) {
+            for (auto& row : history_rows(n)) {
+                history.push_back(std::move(row));
+            }
         }
         for (auto& m : built.messages) {
             ++metrics_[m.integration.id()].notifications;
@@ -262,13 +267,22 @@ bool delivery_service::receive(std::vector<alert> alerts, std::string& error)
     return flush(none, error);
 }
 
+ack_outcome delivery_service::acknowledge(std::uint64_t id, const std::string& by, const std::string& comment,
+                                          bool& saved, std::string& error)
+{
+    const ack_outcome outcome = by.empty() ? dispatcher_->unacknowledge(id) : dispatcher_->acknowledge(id, by, comment);
+    std::vector<alert_event> none;
+    saved = flush(none, error);
+    return outcome;
+}
+
 bool delivery_service::flush(std::vector<alert_event>& events, std::string& error)
 {
     for (const auto& e : events) {
         upsert_from_event(e);
     }
     std::vector<outbox_entry> fresh;
-    enqueue_notifications(fresh);
+    enqueue_notifications(fresh, unsaved_history_);
     auto changes = dispatcher_->take_changes();
     if (!changes.empty()) {
         unsaved_changes_.push_back(std::move(changes));
@@ -276,22 +290,44 @@ bool delivery_service::flush(std::vector<alert_event>& events, std::string& erro
     for (auto& e : fresh) {
         unsaved_entries_.push_back(std::move(e));
     }
-    if (!store_.commit(events, unsaved_changes_, unsaved_entries_, error, unsaved_updates_, unsaved_removals_)) {
+    if (!store_.commit(events, unsaved_changes_, unsaved_entries_, error, unsaved_updates_, unsaved_removals_,
+                       unsaved_history_)) {
         ++store_failures_;
-        // The dispatcher already moved on; its changes and the new entries wait in memory
-        // and are written with the next flush, in order.
+        // The dispatcher already moved on; its changes, the new entries and their history rows
+        // wait in memory and are written with the next flush, in order.
         return false;
     }
     events.clear();
     unsaved_changes_.clear();
     unsaved_updates_.clear();
     unsaved_removals_.clear();
+    unsaved_history_.clear();
     for (auto& e : unsaved_entries_) {
         queue_->add(std::move(e));
     }
     unsaved_entries_.clear();
     pump();
+    // After pump(), so the sends have started before this write waits for the disk.
+    prune_history(clock_.now_ms());
     return true;
+}
+
+void delivery_service::prune_history(time_ms now)
+{
+    // Rows per delete, so that a large backlog (after retention was shortened) is removed over
+    // several flushes instead of in one long stall of the event loop.
+    constexpr std::size_t batch = 10'000;
+    if (now < next_history_prune_at_) {
+        return;
+    }
+    std::string error;
+    auto deleted = store_.prune_history(now - history_retention_.count(), batch, error);
+    if (!deleted) {
+        notify_log()->error("cannot prune the notification history, will retry in a minute: {}", error);
+        next_history_prune_at_ = now + 60'000;
+        return;
+    }
+    next_history_prune_at_ = *deleted == batch ? now : now + 3'600'000;
 }
 
 void delivery_service::pump()
@@ -496,6 +532,15 @@ void delivery_service::write_metrics(metrics_writer& w) const
     w.sample("tocsin_dispatcher_alerts", static_cast<double>(stats.alerts));
     w.family("tocsin_dispatcher_groups", "gauge", "Aggregation groups.");
     w.sample("tocsin_dispatcher_groups", static_cast<double>(stats.groups));
+    w.family("tocsin_escalations_total", "counter", "Notifications sent to the receiver of an escalation step.");
+    w.sample("tocsin_escalations_total", static_cast<double>(stats.escalations));
+    w.family("tocsin_notifications_rate_limited_total", "counter",
+             "Group notifications deferred because the receiver's rate_limit was reached.");
+    w.sample("tocsin_notifications_rate_limited_total", static_cast<double>(stats.rate_limited));
+    w.family("tocsin_alert_storms", "gauge", "Alert storms whose digest stands for alerts now.");
+    w.sample("tocsin_alert_storms", static_cast<double>(stats.storms));
+    w.family("tocsin_alert_storms_total", "counter", "Alert storms started, each announced by one digest.");
+    w.sample("tocsin_alert_storms_total", static_cast<double>(stats.storms_started));
     w.family("tocsin_delivery_store_failures_total", "counter", "Failed commits of delivery state; retried with the next flush.");
     w.sample("tocsin_delivery_store_failures_total", static_cast<double>(store_failures_));
 }

@@ -11,6 +11,7 @@
 //
 // Thread safety: all calls on the daemon's event loop thread.
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "daemon/metrics.hpp"
+#include "daemon/noise_report.hpp"
 #include "daemon/state_store.hpp"
 #include "notifiers/delivery.hpp"
 #include "notifiers/payload.hpp"
@@ -57,6 +59,11 @@ public:
     // the next flush).
     bool receive(std::vector<alert> alerts, std::string& error);
 
+    // Records or (with an empty `by`) withdraws an acknowledgement of alert `id` and commits it
+    // like receive(). `saved` is false when that write failed (it is retried with the next flush).
+    ack_outcome acknowledge(std::uint64_t id, const std::string& by, const std::string& comment, bool& saved,
+                            std::string& error);
+
     // Starts sends whose turn has come.
     void pump();
 
@@ -65,6 +72,10 @@ public:
 
     void replace_config(std::shared_ptr<const routing_config> routing, std::shared_ptr<const compiled_templates> templates,
                         retry_policy policy, std::string external_url);
+
+    // How long the notification history behind the noise report is kept (history_retention).
+    // flush() deletes older rows, at most once an hour unless a backlog remains.
+    void set_history_retention(std::chrono::milliseconds retention) { history_retention_ = retention; }
 
     // Cancels sends in flight; their entries stay in the outbox for the next start.
     void stop();
@@ -81,7 +92,8 @@ private:
     };
 
     void upsert_from_event(const alert_event& e);
-    void enqueue_notifications(std::vector<outbox_entry>& out);
+    void enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history);
+    void prune_history(time_ms now);
     void print_console(const outbound_message& m);
     void on_result(std::uint64_t id, const attempt_result& result);
     void drop_entry(const outbox_entry& entry, const char* why);
@@ -99,6 +111,10 @@ private:
     std::unique_ptr<delivery_queue> queue_;
     std::vector<dispatch_changes> unsaved_changes_;
     std::vector<outbox_entry> unsaved_entries_;
+    // History rows of the notifications in unsaved_entries_ (and of console ones), written with them.
+    std::vector<history_row> unsaved_history_;
+    std::chrono::milliseconds history_retention_{std::chrono::hours(24 * 30)};
+    time_ms next_history_prune_at_ = 0;
     // Outcomes of sends, saved together by the next pump() or flush() (see
     // state_store::record_outcomes). A crash before that sends the notification again, which
     // at-least-once delivery allows.

@@ -143,6 +143,25 @@ constexpr const char* migrations[] = {
             data TEXT NOT NULL -- JSON as in Alertmanager's GettableSilence, without status
         );
     )sql",
+    // Version 8: one row per alert in each sent notification, for the noise report, kept for
+    // history_retention. With IF NOT EXISTS, a database whose version number was set back by
+    // hand with this table still in it (as the migration tests of older versions do) migrates.
+    R"sql(
+        CREATE TABLE IF NOT EXISTS notification_history (
+            sent_at     INTEGER NOT NULL, -- milliseconds since the Unix epoch
+            receiver    TEXT NOT NULL,
+            integration TEXT NOT NULL,    -- receiver/kind/index
+            group_key   TEXT NOT NULL,
+            alertname   TEXT NOT NULL,
+            fingerprint INTEGER NOT NULL, -- label fingerprint bit cast to signed
+            alert_id    INTEGER NOT NULL, -- alert::id bit cast to signed
+            starts_at   INTEGER NOT NULL,
+            ends_at     INTEGER NOT NULL, -- 0 while firing
+            flap        INTEGER NOT NULL  -- 0 none, 1 started, 2 stopped
+        );
+        CREATE INDEX IF NOT EXISTS notification_history_by_time ON notification_history (sent_at);
+        CREATE INDEX IF NOT EXISTS notification_history_flaps ON notification_history (sent_at) WHERE flap != 0;
+    )sql",
 };
 static_assert(std::size(migrations) == state_store::schema_version);
 
@@ -297,6 +316,11 @@ std::string alert_to_json(const alert& a)
         {"generator_url", a.generator_url},
         {"source", a.source},
     };
+    if (a.acknowledged()) {
+        object["acknowledged_at"] = a.acknowledged_at;
+        object["acknowledged_by"] = a.acknowledged_by;
+        object["ack_comment"] = a.ack_comment;
+    }
     return object.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -322,6 +346,13 @@ bool alert_from_json(const std::string& text, alert& out)
     out.updated_at = parsed.value("updated_at", time_ms{0});
     out.generator_url = parsed.value("generator_url", std::string());
     out.source = parsed.value("source", std::string("rules"));
+    if (const auto at = parsed.find("acknowledged_at"); at != parsed.end() && at->is_number_integer()) {
+        const auto by = parsed.find("acknowledged_by");
+        const auto comment = parsed.find("ack_comment");
+        out.acknowledged_at = at->get<time_ms>();
+        out.acknowledged_by = by != parsed.end() && by->is_string() ? by->get<std::string>() : std::string();
+        out.ack_comment = comment != parsed.end() && comment->is_string() ? comment->get<std::string>() : std::string();
+    }
     return true;
 }
 
@@ -990,11 +1021,12 @@ bool state_store::insert_outbox(outbox_entry& entry, std::string& error)
 bool state_store::commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
                          std::vector<outbox_entry>& new_entries, std::string& error,
                          const std::vector<outbox_entry>& outbox_updates,
-                         const std::vector<std::uint64_t>& outbox_removed)
+                         const std::vector<std::uint64_t>& outbox_removed, const std::vector<history_row>& history)
 {
     const bool no_changes =
         std::all_of(changes.begin(), changes.end(), [](const dispatch_changes& c) { return c.empty(); });
-    if (events.empty() && no_changes && new_entries.empty() && outbox_updates.empty() && outbox_removed.empty()) {
+    if (events.empty() && no_changes && new_entries.empty() && outbox_updates.empty() && outbox_removed.empty() &&
+        history.empty()) {
         return true;
     }
     if (!execute("BEGIN IMMEDIATE", error)) {
@@ -1016,6 +1048,7 @@ bool state_store::commit(const std::vector<alert_event>& events, const std::vect
     for (std::uint64_t id : outbox_removed) {
         ok = ok && remove_outbox(id, error);
     }
+    ok = ok && insert_history(history, error);
     if (!commit_or_rollback(ok, error)) {
         for (auto& entry : new_entries) {
             entry.id = 0;
@@ -1023,6 +1056,100 @@ bool state_store::commit(const std::vector<alert_event>& events, const std::vect
         return false;
     }
     return true;
+}
+
+bool state_store::insert_history(const std::vector<history_row>& rows, std::string& error)
+{
+    if (rows.empty()) {
+        return true;
+    }
+    sqlite3_stmt* s = statement("INSERT INTO notification_history (sent_at, receiver, integration, group_key, "
+                                "alertname, fingerprint, alert_id, starts_at, ends_at, flap) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                error);
+    if (s == nullptr) {
+        return false;
+    }
+    for (const history_row& r : rows) {
+        sqlite3_bind_int64(s, 1, r.sent_at);
+        bind_text(s, 2, r.receiver);
+        bind_text(s, 3, r.integration);
+        bind_text(s, 4, r.group_key);
+        bind_text(s, 5, r.alertname);
+        sqlite3_bind_int64(s, 6, to_signed(r.fingerprint));
+        sqlite3_bind_int64(s, 7, to_signed(r.alert_id));
+        sqlite3_bind_int64(s, 8, r.starts_at);
+        sqlite3_bind_int64(s, 9, r.ends_at);
+        sqlite3_bind_int(s, 10, r.flap);
+        if (!step_done(s)) {
+            error = describe_failure(fmt::format("record the notification of group {} in the history", r.group_key).c_str());
+            return false;
+        }
+    }
+    return true;
+}
+
+std::optional<std::vector<history_row>> state_store::load_history(time_ms since, time_ms now, std::size_t max_rows,
+                                                                 std::string& error)
+{
+    std::vector<history_row> rows;
+    sqlite3_stmt* s = statement("SELECT sent_at, receiver, integration, group_key, alertname, fingerprint, alert_id, "
+                                "starts_at, ends_at, flap FROM notification_history "
+                                "WHERE sent_at >= ?1 AND sent_at <= ?2 "
+                                "UNION ALL "
+                                "SELECT sent_at, receiver, integration, group_key, alertname, fingerprint, alert_id, "
+                                "starts_at, ends_at, flap FROM notification_history "
+                                "WHERE flap != 0 AND sent_at < ?1 "
+                                "LIMIT ?3",
+                                error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+    sqlite3_bind_int64(s, 1, since);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(std::min(max_rows, max_limit)));
+    int rc = SQLITE_ROW;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        history_row r;
+        r.sent_at = sqlite3_column_int64(s, 0);
+        r.receiver = text_column(s, 1);
+        r.integration = text_column(s, 2);
+        r.group_key = text_column(s, 3);
+        r.alertname = text_column(s, 4);
+        r.fingerprint = to_unsigned(sqlite3_column_int64(s, 5));
+        r.alert_id = to_unsigned(sqlite3_column_int64(s, 6));
+        r.starts_at = sqlite3_column_int64(s, 7);
+        r.ends_at = sqlite3_column_int64(s, 8);
+        const std::int64_t flap = sqlite3_column_int64(s, 9);
+        // An unknown marker (from a newer tocsind) reads as none rather than failing the report.
+        r.flap = flap == flap_started || flap == flap_stopped ? static_cast<std::uint8_t>(flap) : flap_none;
+        rows.push_back(std::move(r));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        error = describe_failure("read the notification history");
+        return std::nullopt;
+    }
+    return rows;
+}
+
+std::optional<std::size_t> state_store::prune_history(time_ms before, std::size_t max_rows, std::string& error)
+{
+    sqlite3_stmt* s = statement("DELETE FROM notification_history WHERE rowid IN (SELECT rowid FROM "
+                                "notification_history WHERE sent_at < ? ORDER BY sent_at LIMIT ?)",
+                                error);
+    if (s == nullptr) {
+        return std::nullopt;
+    }
+    sqlite3_bind_int64(s, 1, before);
+    sqlite3_bind_int64(s, 2, static_cast<std::int64_t>(
+        std::min<std::size_t>(max_rows, static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))));
+    if (!step_done(s)) {
+        error = describe_failure("prune the notification history");
+        return std::nullopt;
+    }
+    return static_cast<std::size_t>(sqlite3_changes(db_));
 }
 
 bool state_store::read_rows(const char* sql, const char* what,

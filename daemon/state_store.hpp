@@ -6,6 +6,7 @@
 // - the threshold overrides set through the API, until they expire;
 // - snapshots of the detectors of dynamic rules, so that baselines survive a restart;
 // - silences;
+// - the notification history behind the noise report (one row per alert in each notification);
 // - a small key/value table for facts such as the hash of the last loaded configuration.
 //
 // The database is <state_dir>/tocsin.db in WAL mode. A committed transaction survives a crash or
@@ -29,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/noise_report.hpp"
 #include "daemon/overrides.hpp"
 #include "notifiers/delivery.hpp"
 #include "notifiers/sender.hpp"
@@ -71,10 +73,23 @@ public:
     // Assigns each new entry its id.
     // `outbox_updates` (retry state) and `outbox_removed` (delivered, failed or dropped ids) are
     // applied in the same transaction, after the new entries.
+    // `history` (the rows of the notifications behind the new entries, see noise_report.hpp) is
+    // written in the same transaction, so a notification is recorded exactly when it is queued.
     bool commit(const std::vector<alert_event>& events, const std::vector<dispatch_changes>& changes,
                 std::vector<outbox_entry>& new_entries, std::string& error,
                 const std::vector<outbox_entry>& outbox_updates = {},
-                const std::vector<std::uint64_t>& outbox_removed = {});
+                const std::vector<std::uint64_t>& outbox_removed = {},
+                const std::vector<history_row>& history = {});
+
+    // The notification history rows sent from `since` to `now` (both included), plus the rows
+    // with a flap marker sent before `since`, which tell whether an alert already flapped when
+    // the period began. In no particular order, and at most `max_rows` of them: a caller that
+    // gets `max_rows` rows should take the period as too large to report on.
+    std::optional<std::vector<history_row>> load_history(time_ms since, time_ms now, std::size_t max_rows,
+                                                         std::string& error);
+    // Deletes up to `max_rows` history rows sent before `before`, oldest first, and returns how
+    // many it deleted. A bounded delete keeps each call short on a large backlog.
+    std::optional<std::size_t> prune_history(time_ms before, std::size_t max_rows, std::string& error);
 
     std::optional<dispatch_state> load_dispatch_state(std::string& error);
     // Every undelivered outbox entry, oldest first.
@@ -124,7 +139,7 @@ public:
     const std::string& path() const { return path_; }
 
     // The schema version this build writes. A database with a newer version is not opened.
-    static constexpr int schema_version = 7;
+    static constexpr int schema_version = 8;
 
 private:
     state_store(sqlite3* db, std::string path);
@@ -145,6 +160,7 @@ private:
     bool apply_events(const std::vector<alert_event>& events, std::string& error);
     bool apply_changes(const dispatch_changes& changes, std::string& error);
     bool insert_outbox(outbox_entry& entry, std::string& error);
+    bool insert_history(const std::vector<history_row>& rows, std::string& error);
 
     sqlite3* db_ = nullptr;
     std::string path_;

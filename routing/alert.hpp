@@ -29,6 +29,12 @@ struct alert {
     time_ms updated_at = 0;  // clock time of the last change
     std::string generator_url;
     std::string source = "rules"; // "rules" (this daemon's rule engine) or "api"
+    // Set through the acknowledgement API while the alert fires, and kept until the alert
+    // resolves: a new firing episode starts unacknowledged. Acknowledged alerts are not escalated.
+    std::string acknowledged_by;
+    std::string ack_comment;
+    time_ms acknowledged_at = 0; // 0: not acknowledged
+    bool acknowledged() const { return acknowledged_at != 0; }
 
     // Notification logs compare label fingerprints, so a severity change is a change to announce.
     std::uint64_t fingerprint() const { return labels.fingerprint(); }

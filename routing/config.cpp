@@ -303,6 +303,7 @@ private:
     void check_intervals(const YAML::Node& node, const route_config& route, const std::string& field);
     void load_inhibit_rules(const YAML::Node& node, std::vector<inhibit_rule_config>& out);
     void load_flap_detection(const YAML::Node& node, flap_config& out);
+    void load_escalation(const YAML::Node& node, route_config& route, const std::string& field);
     void warn_unrequired_equal(const YAML::Node& item, const std::string& field, const inhibit_rule_config& rule);
     void load_time_intervals(const YAML::Node& node, const std::string& field, std::vector<time_interval_config>& out);
     time_interval_spec load_time_interval_spec(const YAML::Node& node, const std::string& field);
@@ -394,6 +395,7 @@ void routing_loader::load_route(const YAML::Node& node, const route_config* pare
         out.group_interval = parent->group_interval;
         out.repeat_interval = parent->repeat_interval;
         out.dedup = parent->dedup;
+        out.escalate = parent->escalate;
     }
     if (!check_.expect_map(node, field)) {
         return;
@@ -401,7 +403,7 @@ void routing_loader::load_route(const YAML::Node& node, const route_config* pare
     check_.check_keys(node, field,
                       {"receiver", "group_by", "match", "match_re", "matchers", "continue", "group_wait",
                        "group_interval", "repeat_interval", "mute_time_intervals", "active_time_intervals", "routes",
-                       "dedup_scope"});
+                       "dedup_scope", "escalate"});
 
     const YAML::Node receiver = checker::child(node, "receiver");
     if (defined(receiver)) {
@@ -516,6 +518,10 @@ void routing_loader::load_route(const YAML::Node& node, const route_config* pare
         }
     }
 
+    if (const YAML::Node n = checker::child(node, "escalate"); defined(n)) {
+        load_escalation(n, out, field + ".escalate");
+    }
+
     if (const YAML::Node n = checker::child(node, "routes"); defined(n) && !n.IsNull()) {
         if (check_.expect_sequence(n, field + ".routes")) {
             out.routes.resize(n.size());
@@ -595,6 +601,58 @@ void routing_loader::warn_unrequired_equal(const YAML::Node& item, const std::st
                                 "without them inhibits every target alert without them; add source matchers such as "
                                 "{}=~\".+\" if that is not intended",
                                 field, fmt::join(unrequired, ", "), unrequired.front()));
+}
+
+// Reads route.escalate: a list of {after, receiver}, each `after` longer than the one before.
+// An empty list (or null) turns escalation off for a route that would inherit it.
+void routing_loader::load_escalation(const YAML::Node& node, route_config& route, const std::string& field)
+{
+    route.escalate.clear();
+    if (node.IsNull() || !check_.expect_sequence(node, field)) {
+        return;
+    }
+    constexpr std::size_t max_steps = 10;
+    if (node.size() > max_steps) {
+        check_.error(node, fmt::format("{} has {} steps; at most {} are allowed", field, node.size(), max_steps));
+        return;
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+        const YAML::Node item = node[i];
+        const std::string item_field = fmt::format("{}[{}]", field, i);
+        if (!check_.expect_map(item, item_field)) {
+            continue;
+        }
+        check_.check_keys(item, item_field, {"after", "receiver"});
+        const YAML::Node after = checker::child(item, "after");
+        const YAML::Node receiver = checker::child(item, "receiver");
+        if (!defined(after) || !defined(receiver)) {
+            check_.error(item, fmt::format("{} needs after and receiver, such as {{after: 15m, receiver: team-lead}}",
+                                           item_field));
+            continue;
+        }
+        auto delay = check_.duration(after, item_field + ".after");
+        auto name = check_.string(receiver, item_field + ".receiver");
+        if (!delay || !name) {
+            continue;
+        }
+        if (delay->count() <= 0) {
+            check_.error(after, fmt::format("{}.after must be greater than 0s, such as 15m", item_field));
+            continue;
+        }
+        if (!route.escalate.empty() && *delay <= route.escalate.back().after) {
+            check_.error(after, fmt::format("{}.after ({}) must be longer than the step before it ({}); list the "
+                                            "steps in the order they happen",
+                                            item_field, format_duration(*delay),
+                                            format_duration(route.escalate.back().after)));
+            continue;
+        }
+        if (name->empty()) {
+            check_.error(receiver, fmt::format("empty {}.receiver; expected the name of a receiver", item_field));
+            continue;
+        }
+        receiver_refs_.push_back({*name, receiver, item_field + ".receiver"});
+        route.escalate.push_back({*delay, *name});
+    }
 }
 
 void routing_loader::load_flap_detection(const YAML::Node& node, flap_config& out)

@@ -5,7 +5,8 @@
 //   receivers[].*_configs[]: routing_key_env / api_url_env / url_env / bot_token(_file|_env),
 //                            rate_limit, max_concurrency (delivery controls per integration)
 //   receivers[].console_configs: prints notifications to the log instead of sending them
-//   route: dedup_scope (group | alert) for PagerDuty incident identity
+//   receivers[]: rate_limit (notifications per window), storm_guard (digest of a flood)
+//   route: dedup_scope (group | alert) for PagerDuty incident identity, escalate (next receivers)
 //
 // Secrets (routing keys, webhook URLs, bot tokens) are read from the config, a file or an
 // environment variable. They are held in `secret` values that never print.
@@ -132,8 +133,30 @@ struct console_config {
     bool send_resolved = true;
 };
 
+// At most max_notifications notifications per window to one receiver (a tocsin key,
+// receivers[].rate_limit). A group over the limit keeps its news. It notifies as soon as the
+// window has room again, with its state at that time, so nothing is dropped.
+struct receiver_rate_limit {
+    std::uint32_t max_notifications = 0; // 0: off
+    milliseconds window{0};
+    bool enabled() const { return max_notifications > 0 && window.count() > 0; }
+};
+
+// More than max_new_alerts new alerts for one receiver within window start a storm (a tocsin
+// key, receivers[].storm_guard). One digest notification (counts, shared labels, top values)
+// stands for the alerts of the storm; they stay listed in the API. The storm takes no more
+// alerts once the window holds max_new_alerts or fewer arrivals, and its digest resolves when
+// the last of its alerts resolves.
+struct storm_guard_config {
+    std::uint32_t max_new_alerts = 0; // 0: off
+    milliseconds window{0};
+    bool enabled() const { return max_new_alerts > 0 && window.count() > 0; }
+};
+
 struct receiver_config {
     std::string name;
+    receiver_rate_limit rate_limit;
+    storm_guard_config storm_guard;
     std::vector<webhook_config> webhooks;
     std::vector<pagerduty_config> pagerduty;
     std::vector<slack_config> slack;
@@ -142,6 +165,13 @@ struct receiver_config {
 };
 
 enum class dedup_scope : std::uint8_t { group, alert };
+
+// One level of escalation (a tocsin key, route.escalate): a firing alert that has not been
+// acknowledged `after` its start is also sent to `receiver`.
+struct escalation_step {
+    milliseconds after{0};
+    std::string receiver;
+};
 
 struct route_config {
     std::string receiver;             // inherited from the parent when empty in the file
@@ -155,6 +185,7 @@ struct route_config {
     std::vector<std::string> mute_time_intervals;
     std::vector<std::string> active_time_intervals;
     dedup_scope dedup = dedup_scope::group;
+    std::vector<escalation_step> escalate; // ordered by `after`; inherited from the parent
     std::vector<route_config> routes;
     // A stable identity within the tree, from the matchers of this route and its ancestors:
     // {}/{team="db"}/{severity=~"page|critical"}. Siblings with equal matchers get "#<index>"

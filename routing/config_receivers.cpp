@@ -56,6 +56,9 @@ private:
     void load_slack(const YAML::Node& node, const std::string& field, slack_config& out);
     void load_console(const YAML::Node& node, const std::string& field, console_config& out);
     void load_limits(const YAML::Node& node, const std::string& field, delivery_limits& out);
+    // Reads a {<count_key>: N, window: D} mapping; false when it is malformed.
+    bool load_count_window(const YAML::Node& node, const std::string& field, std::string_view count_key,
+                           std::uint32_t& count, milliseconds& window);
     void read_string(const YAML::Node& map, std::string_view key, const std::string& field, std::string& out);
     void read_bool(const YAML::Node& map, std::string_view key, const std::string& field, bool& out);
     void warn_unused(const YAML::Node& map, std::initializer_list<std::string_view> keys, const std::string& field);
@@ -158,7 +161,8 @@ void receiver_loader::load_receiver(const YAML::Node& node, const std::string& f
                       {"name", "webhook_configs", "pagerduty_configs", "slack_configs", "console_configs",
                        "email_configs", "opsgenie_configs", "wechat_configs", "victorops_configs", "sns_configs",
                        "telegram_configs", "webex_configs", "discord_configs", "msteams_configs", "msteamsv2_configs",
-                       "jira_configs", "rocketchat_configs", "pushover_configs", "incidentio_configs"});
+                       "jira_configs", "rocketchat_configs", "pushover_configs", "incidentio_configs", "rate_limit",
+                       "storm_guard"});
 
     const YAML::Node name = checker::child(node, "name");
     if (!name.IsDefined()) {
@@ -174,6 +178,14 @@ void receiver_loader::load_receiver(const YAML::Node& node, const std::string& f
     load_list(node, "pagerduty_configs", field, out.pagerduty, &receiver_loader::load_pagerduty);
     load_list(node, "slack_configs", field, out.slack, &receiver_loader::load_slack);
     load_list(node, "console_configs", field, out.console, &receiver_loader::load_console);
+    if (const YAML::Node n = checker::child(node, "rate_limit"); n.IsDefined() && !n.IsNull()) {
+        load_count_window(n, field + ".rate_limit", "max_notifications", out.rate_limit.max_notifications,
+                          out.rate_limit.window);
+    }
+    if (const YAML::Node n = checker::child(node, "storm_guard"); n.IsDefined() && !n.IsNull()) {
+        load_count_window(n, field + ".storm_guard", "max_new_alerts", out.storm_guard.max_new_alerts,
+                          out.storm_guard.window);
+    }
 
     for (auto kind : undelivered_kinds) {
         const YAML::Node list = checker::child(node, kind);
@@ -187,6 +199,39 @@ void receiver_loader::load_receiver(const YAML::Node& node, const std::string& f
                                         field, kind));
         }
     }
+}
+
+bool receiver_loader::load_count_window(const YAML::Node& node, const std::string& field, std::string_view count_key,
+                                        std::uint32_t& count, milliseconds& window)
+{
+    const std::string example = fmt::format("such as {{{}: 20, window: 1h}}", count_key);
+    if (!node.IsMap()) {
+        check_.error(node, fmt::format("{} must be a mapping, {}", field, example));
+        return false;
+    }
+    check_.check_keys(node, field, {count_key, std::string_view("window")});
+    const YAML::Node n = checker::child(node, count_key);
+    const YAML::Node w = checker::child(node, "window");
+    if (!n.IsDefined() || !w.IsDefined()) {
+        check_.error(node, fmt::format("{} needs {} and window, {}", field, count_key, example));
+        return false;
+    }
+    auto value = check_.count(n, fmt::format("{}.{}", field, count_key));
+    auto span = check_.duration(w, field + ".window");
+    if (!value || !span) {
+        return false;
+    }
+    if (*value < 1 || *value > 1'000'000) {
+        check_.error(n, fmt::format("{}.{} is {}; expected 1 to 1000000", field, count_key, *value));
+        return false;
+    }
+    if (span->count() <= 0) {
+        check_.error(w, fmt::format("{}.window must be greater than 0s, {}", field, example));
+        return false;
+    }
+    count = static_cast<std::uint32_t>(*value);
+    window = *span;
+    return true;
 }
 
 void receiver_loader::load_limits(const YAML::Node& node, const std::string& field, delivery_limits& out)

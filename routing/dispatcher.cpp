@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -9,6 +10,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "rules/duration.hpp"
 #include "rules/rule.hpp"
@@ -141,6 +143,13 @@ struct dispatcher::impl {
         // Set when an alert of the group starts or stops flapping: the next flush notifies
         // even when the log shows the receiver already has this state.
         bool force_notify = false;
+        // What a tick needs to know to skip a group whose notifications cannot differ from its
+        // last flush: whether its alerts changed since, the mute epoch and time muting it was
+        // flushed with, and when it changes by itself (an alert's end, a reminder), 0 for never.
+        bool changed = true;
+        std::uint64_t mute_epoch = 0;
+        bool time_muted = false;
+        time_ms recheck_at = 0;
     };
 
     // The state changes of one alert for flap detection.
@@ -150,6 +159,17 @@ struct dispatcher::impl {
         bool start_announced = false; // the start notice went out
         bool stop_pending = false;    // it settled; the next flush gives its current state
         time_ms stop_check_at = 0;    // its entry in flap_timers_, or 0
+    };
+
+    // The storm guard of one receiver: recent arrivals, and the alerts its digest stands for.
+    struct storm_state {
+        std::deque<std::pair<time_ms, std::uint64_t>> arrivals; // (time, alert id) within the window
+        bool taking = false;    // new arrivals join `members`
+        bool announced = false; // the digest went out firing
+        std::set<std::uint64_t> members;
+        time_ms started_at = 0;
+        std::string group_key; // of the digest notifications
+        std::uint64_t digest_id = 0;
     };
 
     struct alert_entry {
@@ -182,6 +202,7 @@ struct dispatcher::impl {
             index_routes(config_->root);
         }
         inhibitor_ = std::make_unique<inhibitor>(config_->inhibit_rules);
+        ++mute_epoch_;
         intervals_.clear();
         for (const auto& t : config_->time_intervals) {
             intervals_.emplace(t.name, &t.specs);
@@ -206,12 +227,13 @@ struct dispatcher::impl {
                std::none_of(route.active_time_intervals.begin(), route.active_time_intervals.end(), holds);
     }
 
-    // True when flapping, an active silence or a firing source alert mutes `a`. Also true when
+    // True when flapping, a storm digest, an active silence or a firing source alert mutes `a`.
+    // Also true when
     // `a` is a firing copy in `g` of an alert that now fires at a higher severity, because a
     // lower tier is not notified on its own while the higher one fires.
     bool muted(const group& g, const alert& a, time_ms now) const
     {
-        if (flapping_quiet(a.id)) {
+        if (flapping_quiet(a.id) || storm_holds(g.route->receiver, a.id)) {
             return true;
         }
         if (g.copies.contains(a.id) && !a.resolved_at(now)) {
@@ -284,6 +306,14 @@ struct dispatcher::impl {
     {
         drop_copy(g, a.id);
         g.alerts.insert_or_assign(a.id, a);
+        g.changed = true;
+        if (!a.resolved_at(now) && !a.acknowledged()) {
+            for (const auto& step : g.route->escalate) {
+                if (a.starts_at + step.after.count() > now) {
+                    escalation_timers_.insert({a.starts_at + step.after.count(), g.key});
+                }
+            }
+        }
         if (!g.has_flushed && a.starts_at + g.route->group_wait.count() <= now && g.next_flush_at > now) {
             set_timer(g, now);
         }
@@ -294,6 +324,7 @@ struct dispatcher::impl {
         const std::uint64_t id = copy.id;
         g.alerts.insert_or_assign(id, std::move(copy));
         g.copies.insert(id);
+        g.changed = true;
         copy_groups_[id].insert(g.key);
         dirty_copies_.insert({g.key, id});
     }
@@ -305,6 +336,7 @@ struct dispatcher::impl {
         if (g.copies.erase(id) == 0) {
             return;
         }
+        g.changed = true;
         auto it = copy_groups_.find(id);
         if (it != copy_groups_.end()) {
             it->second.erase(g.key);
@@ -373,6 +405,9 @@ struct dispatcher::impl {
             auto& entry = alerts_.emplace(id, alert_entry{std::move(a), {}, 0}).first->second;
             inhibitor_->observe(entry.current);
             route_alert(entry, now);
+            if (!entry.current.resolved_at(now)) {
+                note_arrival(entry, now);
+            }
             update_copies(entry.current, now);
             finish_upsert(alerts_.find(id), now);
             if (changed) {
@@ -383,6 +418,12 @@ struct dispatcher::impl {
 
         alert_entry& entry = found->second;
         const bool resolved = a.resolved_at(now);
+        if (was_firing && !a.acknowledged()) {
+            // An acknowledgement holds for the whole firing episode; senders do not repeat it.
+            a.acknowledged_at = entry.current.acknowledged_at;
+            a.acknowledged_by = entry.current.acknowledged_by;
+            a.ack_comment = entry.current.ack_comment;
+        }
         std::vector<group_target> targets = targets_for(a.labels);
         if (resolved) {
             // A resolve goes only to the groups that contain the alert, because no other group
@@ -401,6 +442,7 @@ struct dispatcher::impl {
 
         // An escalation is announced at once rather than at the group's next tick.
         const bool escalated = !resolved && severity_rose(entry.current.labels, a.labels);
+        const bool end_moved = entry.current.ends_at != a.ends_at;
         entry.current = std::move(a);
         inhibitor_->observe(entry.current);
         entry.group_keys.clear();
@@ -413,10 +455,302 @@ struct dispatcher::impl {
             entry.group_keys.push_back(t.key);
         }
         update_copies(entry.current, now);
+        if (changed && !resolved) {
+            note_arrival(entry, now);
+        } else if (end_moved) {
+            note_member_change(id, now); // resolved now, or a sender's endsAt moved
+        }
         finish_upsert(found, now);
         if (changed) {
             record_change(id, now);
         }
+    }
+
+    // -- storm guard -------------------------------------------------------------------------
+
+    // True when alert `id` belongs to a storm of `receiver`, so its digest stands for it.
+    bool storm_holds(const std::string& receiver, std::uint64_t id) const
+    {
+        if (storms_.empty()) {
+            return false;
+        }
+        auto it = storms_.find(receiver);
+        return it != storms_.end() && it->second.members.contains(id);
+    }
+
+    // Counts a new firing alert (or a new firing episode) for each receiver with a storm guard
+    // among the groups it joined. Past max_new_alerts within the window, a storm starts: the
+    // alerts of the window join it and its digest goes out at the next flush.
+    void note_arrival(const alert_entry& entry, time_ms now)
+    {
+        std::set<std::string> receivers;
+        for (const auto& key : entry.group_keys) {
+            receivers.insert(groups_.at(key)->route->receiver);
+        }
+        for (const auto& name : receivers) {
+            const receiver_config* receiver = config_->find_receiver(name);
+            if (receiver == nullptr || !receiver->storm_guard.enabled()) {
+                continue;
+            }
+            const storm_guard_config& guard = receiver->storm_guard;
+            storm_state& s = storms_[name];
+            s.arrivals.emplace_back(now, entry.current.id);
+            while (!s.arrivals.empty() && s.arrivals.front().first <= now - guard.window.count()) {
+                s.arrivals.pop_front();
+            }
+            if (s.taking) {
+                if (s.members.empty()) {
+                    start_digest(name, s, now); // the last digest resolved while the flood went on
+                }
+                s.members.insert(entry.current.id);
+                continue;
+            }
+            if (s.arrivals.size() > guard.max_new_alerts) {
+                if (s.members.empty()) {
+                    start_digest(name, s, now);
+                }
+                // A storm whose digest still stands for firing alerts takes the new flood too.
+                s.taking = true;
+                ++mute_epoch_;
+                for (const auto& [at, id] : s.arrivals) {
+                    s.members.insert(id);
+                }
+                storm_timers_.insert({now, name});
+            } else {
+                schedule_storm_check(name, s, guard);
+            }
+        }
+    }
+
+    // A new digest for storm `s`: it goes out at the next flush.
+    void start_digest(const std::string& name, storm_state& s, time_ms now)
+    {
+        ++mute_epoch_;
+        s.announced = false;
+        s.started_at = now;
+        s.group_key = fmt::format("storm/{}@{}", name, now);
+        s.digest_id = label_set{{"receiver", name}, {"storm", std::to_string(now)}}.fingerprint();
+        ++storms_started_;
+        storm_timers_.insert({now, name});
+    }
+
+    // A member of a storm resolved: its storm checks whether its digest can resolve.
+    void note_member_change(std::uint64_t id, time_ms now)
+    {
+        for (const auto& [name, s] : storms_) {
+            if (s.members.contains(id)) {
+                storm_timers_.insert({now, name});
+            }
+        }
+    }
+
+    // Times the next look at a storm: while it takes alerts, when the window will hold
+    // max_new_alerts or fewer arrivals; otherwise when its arrivals leave the window.
+    void schedule_storm_check(const std::string& name, const storm_state& s, const storm_guard_config& guard)
+    {
+        if (s.arrivals.empty()) {
+            return;
+        }
+        const std::size_t keep = s.taking ? guard.max_new_alerts : 0;
+        if (s.arrivals.size() <= keep) {
+            return;
+        }
+        storm_timers_.insert({s.arrivals[s.arrivals.size() - 1 - keep].first + guard.window.count(), name});
+    }
+
+    void check_storms(time_ms now, std::vector<notification>& out)
+    {
+        std::set<std::string> due;
+        while (!storm_timers_.empty() && storm_timers_.begin()->first <= now) {
+            due.insert(storm_timers_.begin()->second);
+            storm_timers_.erase(storm_timers_.begin());
+        }
+        for (const auto& name : due) {
+            auto it = storms_.find(name);
+            if (it == storms_.end()) {
+                continue;
+            }
+            storm_state& s = it->second;
+            const receiver_config* receiver = config_->find_receiver(name);
+            if (receiver == nullptr || !receiver->storm_guard.enabled()) {
+                continue; // replace_config() drops such storms
+            }
+            const storm_guard_config& guard = receiver->storm_guard;
+            while (!s.arrivals.empty() && s.arrivals.front().first <= now - guard.window.count()) {
+                s.arrivals.pop_front();
+            }
+            if (s.taking && s.arrivals.size() <= guard.max_new_alerts) {
+                s.taking = false;
+            }
+            if (!s.members.empty()) {
+                std::size_t firing = 0;
+                time_ms next_end = 0; // the earliest end in the future, from a sender's endsAt
+                for (std::uint64_t id : s.members) {
+                    auto a = alerts_.find(id);
+                    if (a == alerts_.end() || a->second.current.resolved_at(now)) {
+                        continue;
+                    }
+                    ++firing;
+                    const time_ms ends_at = a->second.current.ends_at;
+                    if (ends_at != 0 && (next_end == 0 || ends_at < next_end)) {
+                        next_end = ends_at;
+                    }
+                }
+                if (next_end != 0) {
+                    storm_timers_.insert({next_end, name});
+                }
+                if (!s.announced && firing > 0) {
+                    send_digest(*receiver, s, now, false, out);
+                    s.announced = true;
+                } else if (firing == 0) {
+                    // Every alert of the digest resolved. While the flood goes on, new alerts
+                    // start a new digest.
+                    if (s.announced) {
+                        send_digest(*receiver, s, now, true, out);
+                    }
+                    s.members.clear();
+                    s.announced = false;
+                    ++mute_epoch_;
+                }
+            }
+            if (s.members.empty() && s.arrivals.empty()) {
+                storms_.erase(it);
+                continue;
+            }
+            schedule_storm_check(name, s, guard);
+        }
+    }
+
+    void send_digest(const receiver_config& receiver, const storm_state& s, time_ms now, bool resolved,
+                     std::vector<notification>& out)
+    {
+        const alert digest = digest_alert(receiver, s, now, resolved);
+        for (const auto& slot : integrations_of(receiver)) {
+            if (resolved && !slot.send_resolved) {
+                continue;
+            }
+            notification n;
+            n.integration = integration_ref{receiver.name, slot.kind, slot.index};
+            n.route_key = "storm";
+            n.group_key = s.group_key;
+            n.group_labels = label_set{{"alertname", "AlertStorm"}, {"receiver", receiver.name}};
+            n.alerts.push_back(digest);
+            n.firing = resolved ? 0 : 1;
+            n.created_at = now;
+            n.storm_digest = true;
+            out.push_back(std::move(n));
+        }
+    }
+
+    // The alert a digest notification carries: how many alerts the storm holds and how many
+    // still fire, the labels all of them share, and the most common values of the others.
+    alert digest_alert(const receiver_config& receiver, const storm_state& s, time_ms now, bool resolved) const
+    {
+        std::size_t total = 0;
+        std::size_t firing = 0;
+        std::optional<int> top_rank;
+        std::string top_severity;
+        std::map<std::string, std::map<std::string, std::size_t>> values; // name -> value -> count
+        for (std::uint64_t id : s.members) {
+            auto it = alerts_.find(id);
+            if (it == alerts_.end()) {
+                continue;
+            }
+            const alert& a = it->second.current;
+            ++total;
+            firing += a.resolved_at(now) ? 0 : 1;
+            if (auto rank = severity_rank(a.labels.get("severity")); rank && (!top_rank || *rank > *top_rank)) {
+                top_rank = rank;
+                top_severity = std::string(a.labels.get("severity"));
+            }
+            for (const auto& l : a.labels.items()) {
+                ++values[l.name][l.value];
+            }
+        }
+        std::vector<std::string> shared;
+        std::vector<std::pair<std::size_t, std::string>> varied; // (distinct values, name)
+        for (const auto& [name, counts] : values) {
+            if (counts.size() == 1 && counts.begin()->second == total) {
+                shared.push_back(fmt::format("{}=\"{}\"", name, counts.begin()->first));
+            } else {
+                varied.emplace_back(counts.size(), name);
+            }
+        }
+        std::sort(varied.begin(), varied.end());
+        std::string top;
+        constexpr std::size_t max_labels = 5;
+        constexpr std::size_t max_values = 3;
+        for (std::size_t i = 0; i < varied.size() && i < max_labels; ++i) {
+            const auto& counts = values.at(varied[i].second);
+            std::vector<std::pair<std::size_t, std::string>> ranked;
+            for (const auto& [value, count] : counts) {
+                ranked.emplace_back(count, value);
+            }
+            std::sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) {
+                return x.first != y.first ? x.first > y.first : x.second < y.second;
+            });
+            std::vector<std::string> parts;
+            for (std::size_t j = 0; j < ranked.size() && j < max_values; ++j) {
+                parts.push_back(fmt::format("{} ({})", ranked[j].second, ranked[j].first));
+            }
+            if (ranked.size() > max_values) {
+                parts.push_back(fmt::format("{} more values", ranked.size() - max_values));
+            }
+            top += fmt::format("\n{}: {}", varied[i].second, fmt::join(parts, ", "));
+        }
+
+        alert d;
+        d.id = s.digest_id;
+        std::vector<label> labels{{"alertname", "AlertStorm"}, {"receiver", receiver.name}};
+        if (!top_severity.empty()) {
+            labels.push_back({"severity", top_severity});
+        }
+        d.labels = label_set(std::move(labels));
+        d.starts_at = s.started_at;
+        d.ends_at = resolved ? now : 0;
+        d.updated_at = now;
+        d.source = "storm";
+        d.annotations = {
+            {"description",
+             fmt::format("{} of {} alerts still fire. Labels they all share: {}.{}{}\nEach alert is listed in "
+                         "GET /api/v1/alerts.",
+                         firing, total, shared.empty() ? "none" : fmt::format("{}", fmt::join(shared, ", ")),
+                         top.empty() ? "" : "\nMost common values:", top)},
+            {"summary", fmt::format("Alert storm: more than {} new alerts for receiver {} within {}; this digest "
+                                    "stands for {} of them",
+                                    receiver.storm_guard.max_new_alerts, receiver.name,
+                                    format_duration(receiver.storm_guard.window), total)},
+        };
+        return d;
+    }
+
+    // -- acknowledgements --------------------------------------------------------------------
+
+    ack_outcome set_ack(std::uint64_t id, std::string by, std::string comment, time_ms at)
+    {
+        const time_ms now = clock_.now_ms();
+        auto it = alerts_.find(id);
+        if (it == alerts_.end()) {
+            return ack_outcome::not_found;
+        }
+        alert_entry& entry = it->second;
+        if (entry.current.resolved_at(now)) {
+            return ack_outcome::resolved;
+        }
+        entry.current.acknowledged_at = at;
+        entry.current.acknowledged_by = std::move(by);
+        entry.current.ack_comment = std::move(comment);
+        entry.current.updated_at = now;
+        dirty_alerts_.insert(id);
+        for (const auto& key : entry.group_keys) {
+            group& g = *groups_.at(key);
+            g.alerts.insert_or_assign(id, entry.current);
+            g.changed = true;
+            if (at == 0 && !g.route->escalate.empty()) {
+                escalation_timers_.insert({now, key}); // steps already due go out now
+            }
+        }
+        return ack_outcome::done;
     }
 
     // -- flap detection --------------------------------------------------------------------
@@ -560,6 +894,7 @@ struct dispatcher::impl {
         for (const auto& key : it->second.group_keys) {
             group& g = *groups_.at(key);
             g.force_notify = true;
+            g.changed = true;
             if (g.next_flush_at > now) {
                 set_timer(g, now);
             }
@@ -603,6 +938,7 @@ struct dispatcher::impl {
             return;
         }
         for (const auto& key : found->second) {
+            groups_.at(key)->changed = true;
             alert& copy = groups_.at(key)->alerts.at(current.id);
             if (copy.resolved_at(now)) {
                 continue;
@@ -673,91 +1009,166 @@ struct dispatcher::impl {
         for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) {
             due.push_back(it->second);
         }
+        note_silence_changes(now);
         std::vector<notification> out;
         for (const auto& key : due) {
-            flush_group(*groups_.at(key), now, out);
+            group& g = *groups_.at(key);
+            if (unchanged_since_flush(g, now)) {
+                reschedule_quietly(g, now);
+                continue;
+            }
+            flush_group(g, now, out);
         }
+
+        // Escalation steps that fell due between ticks. A group flushed above has just checked them.
+        std::set<std::string> escalating;
+        while (!escalation_timers_.empty() && escalation_timers_.begin()->first <= now) {
+            escalating.insert(escalation_timers_.begin()->second);
+            escalation_timers_.erase(escalation_timers_.begin());
+        }
+        for (const auto& key : escalating) {
+            auto it = groups_.find(key);
+            if (it == groups_.end() || std::find(due.begin(), due.end(), key) != due.end()) {
+                continue;
+            }
+            const flush_lists lists = collect(*it->second, now);
+            if (!notify_escalations(*it->second, lists, now, out)) {
+                escalation_timers_.insert({retry_at_, key});
+            }
+        }
+
+        check_storms(now, out);
         notifications_ += out.size();
         return out;
     }
 
-    // Notifies the integrations of a group's receiver, as Alertmanager's pipeline does: muted
-    // alerts (silenced or inhibited) are left out, and when nothing is left the integration
-    // is skipped with its notification log unchanged. One exception keeps receivers in step:
-    // the resolve of an alert that the integration last heard of as firing is sent even when
-    // the alert is muted now, so an incident opened before a silence still closes.
-    void flush_group(group& g, time_ms now, std::vector<notification>& out)
+    // Bumps the mute epoch when the silences changed, or one started or ended, since the last
+    // flush_due().
+    void note_silence_changes(time_ms now)
     {
+        if (silences_ != nullptr && (silences_->generation() != silence_generation_ ||
+                                     silences_->starts_or_ends_between(last_flush_due_, now))) {
+            silence_generation_ = silences_->generation();
+            ++mute_epoch_;
+        }
+        last_flush_due_ = now;
+    }
+
+    // True when a flush of `g` now would notify nothing that its last flush did not: its alerts
+    // did not change, muting did not change, and no alert ended and no reminder fell due by
+    // itself. Alertmanager re-sorts and compares every group at every tick instead.
+    // NOTE: with inhibit rules every group is flushed in full, because a source alert that
+    // ends by its endsAt changes inhibition without a change to any group.
+    bool unchanged_since_flush(const group& g, time_ms now) const
+    {
+        return config_->inhibit_rules.empty() && g.has_flushed && !g.changed && !g.force_notify &&
+               g.mute_epoch == mute_epoch_ && (g.recheck_at == 0 || now < g.recheck_at) &&
+               g.time_muted == route_muted(*g.route, now);
+    }
+
+    // Moves the timer of a skipped group to its next tick.
+    void reschedule_quietly(group& g, time_ms now) { set_timer(g, next_tick(g, now)); }
+
+    // The tick of `g` after the current one, or one group interval from now when the process
+    // was down or stalled past it.
+    static time_ms next_tick(const group& g, time_ms now)
+    {
+        const time_ms next = g.next_flush_at + g.route->group_interval.count();
+        return next <= now ? now + g.route->group_interval.count() : next;
+    }
+
+    // The earliest time after `now` at which `g` changes by itself: an alert reaches its endsAt,
+    // or a receiver of the route or of an escalation step is due a reminder. 0 when never.
+    time_ms next_recheck(const group& g, time_ms now) const
+    {
+        time_ms at = 0;
+        auto consider = [&at, now](time_ms t) {
+            if (t > now && (at == 0 || t < at)) {
+                at = t;
+            }
+        };
+        for (const auto& [id, a] : g.alerts) {
+            consider(a.ends_at);
+        }
+        auto reminders = [&](const std::string& receiver_name, const std::string& log_key) {
+            const receiver_config* receiver = config_->find_receiver(receiver_name);
+            if (receiver == nullptr) {
+                return;
+            }
+            for (const auto& slot : integrations_of(*receiver)) {
+                auto entry = nflog_.find({log_key, integration_ref{receiver->name, slot.kind, slot.index}.id()});
+                if (entry != nflog_.end() && !entry->second.firing.empty()) {
+                    consider(entry->second.sent_at + g.route->repeat_interval.count());
+                }
+            }
+        };
+        reminders(g.route->receiver, g.key);
+        for (std::size_t i = 0; i < g.route->escalate.size(); ++i) {
+            reminders(g.route->escalate[i].receiver, escalation_key(g.key, static_cast<std::uint32_t>(i + 1)));
+        }
+        return at;
+    }
+
+    // The alerts of a group at a flush: the firing ones that are not muted, and every resolved
+    // one with whether it is muted, each part ordered by labels.
+    struct flush_lists {
         std::vector<sorted_alert> firing;
-        std::vector<sorted_alert> all_resolved;
+        std::vector<sorted_alert> resolved;
         std::vector<bool> resolved_muted;
+    };
+
+    flush_lists collect(const group& g, time_ms now) const
+    {
+        flush_lists lists;
         // Outside its active times or inside its mute times, a route sends no firing alerts.
         const bool time_muted = route_muted(*g.route, now);
         for (const auto& [id, a] : g.alerts) {
             if (!a.resolved_at(now)) {
                 if (!time_muted && !muted(g, a, now)) {
-                    firing.push_back({a.labels.to_string(), &a});
+                    lists.firing.push_back({a.labels.to_string(), &a});
                 }
             } else {
-                all_resolved.push_back({a.labels.to_string(), &a});
+                lists.resolved.push_back({a.labels.to_string(), &a});
             }
         }
         auto by_labels = [](const sorted_alert& x, const sorted_alert& y) { return x.sort_key < y.sort_key; };
-        std::sort(firing.begin(), firing.end(), by_labels);
-        std::sort(all_resolved.begin(), all_resolved.end(), by_labels);
-        for (const auto& r : all_resolved) {
-            resolved_muted.push_back(time_muted || muted(g, *r.value, now));
+        std::sort(lists.firing.begin(), lists.firing.end(), by_labels);
+        std::sort(lists.resolved.begin(), lists.resolved.end(), by_labels);
+        for (const auto& r : lists.resolved) {
+            lists.resolved_muted.push_back(time_muted || muted(g, *r.value, now));
         }
-        const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
+        return lists;
+    }
 
+    // Flushes a group, as Alertmanager's pipeline does: muted alerts (silenced or inhibited)
+    // are left out, and an integration with nothing left is skipped with its notification log
+    // unchanged. Then the escalation steps that are due get their share.
+    void flush_group(group& g, time_ms now, std::vector<notification>& out)
+    {
+        const flush_lists lists = collect(g, now);
+        bool deferred = false;
+        time_ms retry_at = std::numeric_limits<time_ms>::max();
         if (const receiver_config* receiver = config_->find_receiver(g.route->receiver)) {
-            for (const auto& slot : integrations_of(*receiver)) {
-                integration_ref ref{receiver->name, slot.kind, slot.index};
-                std::string integration_id = ref.id();
-                auto entry = nflog_.find({g.key, integration_id});
-                const nflog_record* previous = entry == nflog_.end() ? nullptr : &entry->second;
-                std::vector<sorted_alert> resolved;
-                for (std::size_t i = 0; i < all_resolved.size(); ++i) {
-                    const bool announced_firing =
-                        previous != nullptr && std::binary_search(previous->firing.begin(), previous->firing.end(),
-                                                                  all_resolved[i].value->fingerprint());
-                    if (!resolved_muted[i] || (announced_firing && !flapping_quiet(all_resolved[i].value->id))) {
-                        resolved.push_back(all_resolved[i]);
-                    }
-                }
-                if (firing.empty() && resolved.empty()) {
-                    continue;
-                }
-                const std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
-                if (!g.force_notify && !needs_update(previous, firing_fps, resolved_fps, slot.send_resolved,
-                                                     g.route->repeat_interval, now)) {
-                    continue;
-                }
-                // Without send_resolved the resolved alerts stay out, and a notification of
-                // nothing but resolves is not sent. The log still records the new state.
-                if (slot.send_resolved || !firing.empty()) {
-                    out.push_back(make_notification(g, std::move(ref), firing, slot.send_resolved ? resolved
-                                                                                            : std::vector<sorted_alert>{},
-                                                     now));
-                }
-                nflog_record record;
-                record.group_key = g.key;
-                record.integration_id = std::move(integration_id);
-                record.firing = firing_fps;
-                record.resolved = resolved_fps;
-                record.sent_at = now;
-                record.expires_at = now + g.route->repeat_interval.count() + nflog_retention_ms;
-                put_nflog(std::move(record));
+            if (!notify_receiver(g, *receiver, g.key, lists.firing, lists, 0, g.force_notify, now, out)) {
+                deferred = true;
+                retry_at = std::min(retry_at, retry_at_);
             }
         }
+        if (!notify_escalations(g, lists, now, out)) {
+            deferred = true;
+            retry_at = std::min(retry_at, retry_at_);
+        }
 
-        // Resolved alerts leave the group whether they were announced or needed no notification.
+        // Resolved alerts leave the group whether they were announced or needed no
+        // notification, unless a rate limit deferred the notification that carries them.
         std::vector<std::uint64_t> leaving;
-        leaving.reserve(all_resolved.size());
-        for (const auto& r : all_resolved) {
-            // A flapping alert stays in its group, so its state is there to give when it settles.
-            if (!flapping_held(r.value->id)) {
-                leaving.push_back(r.value->id);
+        if (!deferred) {
+            leaving.reserve(lists.resolved.size());
+            for (const auto& r : lists.resolved) {
+                // A flapping alert stays in its group, so its state is there to give when it settles.
+                if (!flapping_held(r.value->id)) {
+                    leaving.push_back(r.value->id);
+                }
             }
         }
         for (std::uint64_t id : leaving) {
@@ -782,30 +1193,171 @@ struct dispatcher::impl {
             }
         }
 
-        g.force_notify = false;
-        for (const auto& [id, a] : g.alerts) {
-            settle_announcements(id);
+        if (!deferred) {
+            g.force_notify = false;
+            for (const auto& [id, a] : g.alerts) {
+                settle_announcements(id);
+            }
+            g.changed = false;
+            g.mute_epoch = mute_epoch_;
+            g.time_muted = route_muted(*g.route, now);
+            g.recheck_at = next_recheck(g, now);
         }
         g.has_flushed = true;
-        time_ms next = g.next_flush_at + g.route->group_interval.count();
-        if (next <= now) {
-            next = now + g.route->group_interval.count(); // the process was down or stalled
-        }
-        set_timer(g, next);
+        set_timer(g, std::min(next_tick(g, now), retry_at));
         if (g.alerts.empty()) {
             remove_group(g.key);
         }
     }
 
-    notification make_notification(const group& g, integration_ref ref, const std::vector<sorted_alert>& firing,
-                                          const std::vector<sorted_alert>& resolved, time_ms now)
+    // Sends each escalation step its due share of the group: the firing alerts that nobody
+    // acknowledged and that started at least `after` ago, and the resolves of alerts the step
+    // announced. Returns false when a rate limit deferred a step (retry_at_ says until when).
+    bool notify_escalations(const group& g, const flush_lists& lists, time_ms now, std::vector<notification>& out)
+    {
+        bool sent_all = true;
+        time_ms retry_at = std::numeric_limits<time_ms>::max();
+        for (std::size_t i = 0; i < g.route->escalate.size(); ++i) {
+            const escalation_step& step = g.route->escalate[i];
+            const receiver_config* receiver = config_->find_receiver(step.receiver);
+            if (receiver == nullptr) {
+                continue;
+            }
+            std::vector<sorted_alert> due;
+            for (const auto& a : lists.firing) {
+                if (!a.value->acknowledged() && a.value->starts_at + step.after.count() <= now) {
+                    due.push_back(a);
+                }
+            }
+            const auto level = static_cast<std::uint32_t>(i + 1);
+            if (!notify_receiver(g, *receiver, escalation_key(g.key, level), due, lists, level, false, now, out)) {
+                sent_all = false;
+                retry_at = std::min(retry_at, retry_at_);
+            }
+        }
+        retry_at_ = retry_at;
+        return sent_all;
+    }
+
+    static std::string escalation_key(const std::string& group_key, std::uint32_t level)
+    {
+        return fmt::format("{}:escalation={}", group_key, level);
+    }
+
+    // Notifies the integrations of `receiver` about group `g` under the notification log key
+    // `log_key`: the `firing` alerts, and of the group's resolved alerts the ones the integration
+    // should hear. At level 0 (the route's own receiver) those are the resolves that are not
+    // muted and, so that an incident opened before a silence still closes, the muted ones it last
+    // heard of as firing. At an escalation level only the latter, since it hears nothing else.
+    // Returns false, changing nothing, when the receiver's rate_limit has no room for the
+    // notification; retry_at_ is then the time it will.
+    bool notify_receiver(const group& g, const receiver_config& receiver, const std::string& log_key,
+                         const std::vector<sorted_alert>& firing, const flush_lists& lists, std::uint32_t level,
+                         bool force, time_ms now, std::vector<notification>& out)
+    {
+        struct planned {
+            integration_ref ref;
+            std::string integration_id;
+            std::vector<sorted_alert> resolved;
+            std::vector<std::uint64_t> resolved_fps;
+            bool send;
+        };
+        const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
+        std::vector<planned> plans;
+        for (const auto& slot : integrations_of(receiver)) {
+            integration_ref ref{receiver.name, slot.kind, slot.index};
+            std::string integration_id = ref.id();
+            auto entry = nflog_.find({log_key, integration_id});
+            const nflog_record* previous = entry == nflog_.end() ? nullptr : &entry->second;
+            std::vector<sorted_alert> resolved;
+            for (std::size_t i = 0; i < lists.resolved.size(); ++i) {
+                const alert& a = *lists.resolved[i].value;
+                const bool announced_firing = previous != nullptr && std::binary_search(previous->firing.begin(),
+                                                                                        previous->firing.end(),
+                                                                                        a.fingerprint());
+                const bool audible = level == 0 && !lists.resolved_muted[i];
+                if (audible || (announced_firing && !flapping_quiet(a.id))) {
+                    resolved.push_back(lists.resolved[i]);
+                }
+            }
+            if (firing.empty() && resolved.empty()) {
+                continue;
+            }
+            std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
+            if (!force && !needs_update(previous, firing_fps, resolved_fps, slot.send_resolved,
+                                        g.route->repeat_interval, now)) {
+                continue;
+            }
+            // Without send_resolved the resolved alerts stay out, and a notification of
+            // nothing but resolves is not sent. The log still records the new state.
+            const bool send = slot.send_resolved || !firing.empty();
+            if (!slot.send_resolved) {
+                resolved.clear();
+            }
+            plans.push_back({std::move(ref), std::move(integration_id), std::move(resolved), std::move(resolved_fps),
+                             send});
+        }
+        const bool sends = std::any_of(plans.begin(), plans.end(), [](const planned& p) { return p.send; });
+        if (sends && rate_limited(receiver, now)) {
+            ++rate_limited_;
+            return false;
+        }
+        for (auto& p : plans) {
+            if (p.send) {
+                out.push_back(make_notification(g, std::move(p.ref), log_key, level, firing, p.resolved, now));
+                if (level > 0) {
+                    ++escalations_;
+                }
+            }
+            nflog_record record;
+            record.group_key = log_key;
+            record.integration_id = std::move(p.integration_id);
+            record.firing = firing_fps;
+            record.resolved = std::move(p.resolved_fps);
+            record.sent_at = now;
+            record.expires_at = now + g.route->repeat_interval.count() + nflog_retention_ms;
+            put_nflog(std::move(record));
+        }
+        if (sends && receiver.rate_limit.enabled()) {
+            sent_times_[receiver.name].push_back(now);
+        }
+        return true;
+    }
+
+    // True when `receiver` sent rate_limit.max_notifications within the window before `now`;
+    // retry_at_ is then the time the oldest of them leaves the window.
+    bool rate_limited(const receiver_config& receiver, time_ms now)
+    {
+        if (!receiver.rate_limit.enabled()) {
+            return false;
+        }
+        auto it = sent_times_.find(receiver.name);
+        if (it == sent_times_.end()) {
+            return false;
+        }
+        auto& times = it->second;
+        const time_ms window = receiver.rate_limit.window.count();
+        while (!times.empty() && times.front() <= now - window) {
+            times.pop_front();
+        }
+        if (times.size() < receiver.rate_limit.max_notifications) {
+            return false;
+        }
+        retry_at_ = times[times.size() - receiver.rate_limit.max_notifications] + window;
+        return true;
+    }
+
+    notification make_notification(const group& g, integration_ref ref, const std::string& group_key,
+                                   std::uint32_t level, const std::vector<sorted_alert>& firing,
+                                   const std::vector<sorted_alert>& resolved, time_ms now)
     {
         notification n;
         n.integration = std::move(ref);
         n.route_key = g.route->key;
-        n.group_key = g.key;
+        n.group_key = group_key;
         n.group_labels = g.labels;
         n.dedup = g.route->dedup;
+        n.escalation_level = level;
         n.alerts.reserve(firing.size() + resolved.size());
         for (const auto& a : firing) {
             n.alerts.push_back(*a.value);
@@ -815,6 +1367,13 @@ struct dispatcher::impl {
         }
         for (alert& a : n.alerts) {
             annotate_flapping(a);
+            if (level > 0 && !a.resolved_at(now)) {
+                const escalation_step& step = g.route->escalate[level - 1];
+                a.annotations.emplace_back(
+                    "escalation", fmt::format("step {}: firing for {} or more without an acknowledgement",
+                                              level, format_duration(step.after)));
+                std::sort(a.annotations.begin(), a.annotations.end());
+            }
         }
         n.firing = firing.size();
         n.created_at = now;
@@ -919,6 +1478,16 @@ struct dispatcher::impl {
         }
         quiet_groups_ = false;
         apply_saved_timers(saved);
+
+        // Storms of receivers that no longer have a storm guard end; their alerts are on their own.
+        for (auto it = storms_.begin(); it != storms_.end();) {
+            const receiver_config* receiver = config_->find_receiver(it->first);
+            if (receiver == nullptr || !receiver->storm_guard.enabled()) {
+                it = storms_.erase(it);
+            } else {
+                ++it;
+            }
+        }
 
         if (!config_->flap_detection.enabled()) {
             // Flap detection is off: flapping alerts go back to being notified on each change,
@@ -1098,7 +1667,21 @@ struct dispatcher::impl {
     std::set<std::pair<time_ms, std::uint64_t>> flap_timers_; // (stop_check_at, alert id)
     std::unordered_map<std::string, const std::vector<time_interval_spec>*> intervals_; // by name, into config_
     const silence_store* silences_ = nullptr; // owned by the caller; null mutes nothing
+    std::set<std::pair<time_ms, std::string>> escalation_timers_; // (due at, group key); stale ones do nothing
+    // NOTE: rate limit windows and storms live in memory only: after a restart a receiver's
+    // window starts empty, and the alerts of a storm are notified on their own.
+    std::unordered_map<std::string, std::deque<time_ms>> sent_times_; // receiver -> notifications in its window
+    std::map<std::string, storm_state> storms_;                      // by receiver name
+    std::set<std::pair<time_ms, std::string>> storm_timers_;          // (check at, receiver)
+    time_ms retry_at_ = 0; // set when notify_receiver() defers: when the rate limit has room
+    // Bumped by every change that can alter which alerts are muted; see unchanged_since_flush().
+    std::uint64_t mute_epoch_ = 1;
+    std::uint64_t silence_generation_ = 0;
+    time_ms last_flush_due_ = 0;
     std::uint64_t notifications_ = 0;
+    std::uint64_t escalations_ = 0;
+    std::uint64_t rate_limited_ = 0;
+    std::uint64_t storms_started_ = 0;
 };
 
 dispatcher::dispatcher(std::shared_ptr<const routing_config> config, const clock& clock)
@@ -1124,9 +1707,15 @@ std::optional<time_ms> dispatcher::next_flush_at() const
     if (!impl_->timers_.empty()) {
         next = impl_->timers_.begin()->first;
     }
+    auto earliest = [&next](time_ms at) { next = next ? std::min(*next, at) : at; };
     if (!impl_->flap_timers_.empty()) {
-        const time_ms flap = impl_->flap_timers_.begin()->first;
-        next = next ? std::min(*next, flap) : flap;
+        earliest(impl_->flap_timers_.begin()->first);
+    }
+    if (!impl_->escalation_timers_.empty()) {
+        earliest(impl_->escalation_timers_.begin()->first);
+    }
+    if (!impl_->storm_timers_.empty()) {
+        earliest(impl_->storm_timers_.begin()->first);
     }
     return next;
 }
@@ -1186,6 +1775,7 @@ std::vector<group_info> dispatcher::groups() const
 void dispatcher::set_silences(const silence_store* silences)
 {
     impl_->silences_ = silences;
+    ++impl_->mute_epoch_;
 }
 
 mute_status dispatcher::mute_status_of(std::uint64_t id, const label_set& labels) const
@@ -1196,6 +1786,12 @@ mute_status dispatcher::mute_status_of(std::uint64_t id, const label_set& labels
         out.silenced_by = impl_->silences_->muted_by(labels, now);
     }
     out.inhibited_by = impl_->inhibitor_->inhibited_by(id, labels, now);
+    out.storms = storms_of(id);
+    if (const alert* a = find(id); a != nullptr && a->acknowledged()) {
+        out.acknowledged_by = a->acknowledged_by;
+        out.ack_comment = a->ack_comment;
+        out.acknowledged_at = a->acknowledged_at;
+    }
     return out;
 }
 
@@ -1206,7 +1802,58 @@ dispatcher_stats dispatcher::stats() const
     s.groups = impl_->groups_.size();
     s.nflog_entries = impl_->nflog_.size();
     s.notifications = impl_->notifications_;
+    s.escalations = impl_->escalations_;
+    s.rate_limited = impl_->rate_limited_;
+    s.storms_started = impl_->storms_started_;
+    for (const auto& [name, storm] : impl_->storms_) {
+        s.storms += storm.members.empty() ? 0 : 1;
+    }
     return s;
+}
+
+ack_outcome dispatcher::acknowledge(std::uint64_t id, std::string by, std::string comment)
+{
+    return impl_->set_ack(id, std::move(by), std::move(comment), impl_->clock_.now_ms());
+}
+
+ack_outcome dispatcher::unacknowledge(std::uint64_t id)
+{
+    return impl_->set_ack(id, {}, {}, 0);
+}
+
+std::vector<storm_info> dispatcher::storms() const
+{
+    std::vector<storm_info> out;
+    const time_ms now = impl_->clock_.now_ms();
+    for (const auto& [name, storm] : impl_->storms_) {
+        if (storm.members.empty()) {
+            continue;
+        }
+        storm_info info;
+        info.receiver = name;
+        info.started_at = storm.started_at;
+        info.taking = storm.taking;
+        for (std::uint64_t id : storm.members) {
+            auto it = impl_->alerts_.find(id);
+            if (it != impl_->alerts_.end()) {
+                ++info.alerts;
+                info.firing += it->second.current.resolved_at(now) ? 0 : 1;
+            }
+        }
+        out.push_back(std::move(info));
+    }
+    return out;
+}
+
+std::vector<std::string> dispatcher::storms_of(std::uint64_t id) const
+{
+    std::vector<std::string> out;
+    for (const auto& [name, storm] : impl_->storms_) {
+        if (storm.members.contains(id)) {
+            out.push_back(name);
+        }
+    }
+    return out;
 }
 
 } // namespace tocsin

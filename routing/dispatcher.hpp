@@ -22,6 +22,13 @@
 // - A rise in an alert's severity flushes its groups at once instead of at their next tick.
 // - A route inside one of its mute_time_intervals, or outside all its active_time_intervals,
 //   sends no firing alerts. Its groups announce them at the first tick after the window.
+// - Escalation (route.escalate): a firing alert that nobody acknowledged `after` its start is
+//   also sent to the step's receiver, under its own notification log entry, and that receiver
+//   hears its resolve. Steps are checked at the moment they fall due, not at the next tick.
+// - A receiver's rate_limit defers a group's notification until the window has room; the group
+//   keeps its resolved alerts meanwhile, so the notification that goes out has the latest state.
+// - A receiver's storm_guard: when more than max_new_alerts new alerts reach it within the
+//   window, they are held like silenced alerts and one digest notification stands for them.
 // - Group timers, copies and the notification log are part of the durable state
 //   (take_changes()), so a restart or a reload neither sends again what was sent nor forgets a
 //   resolve.
@@ -63,6 +70,8 @@ struct notification {
     std::vector<alert> alerts; // firing alerts first, then resolved ones; each part ordered by labels
     std::size_t firing = 0;    // how many of `alerts` fire
     time_ms created_at = 0;
+    std::uint32_t escalation_level = 0; // 0: the route's receiver; N: step N of route.escalate
+    bool storm_digest = false;          // the one alert in `alerts` summarizes an alert storm
     bool all_resolved() const { return firing == 0; }
 };
 
@@ -120,6 +129,12 @@ struct mute_status {
     std::vector<std::string> silenced_by;
     std::vector<std::uint64_t> inhibited_by;
     bool muted() const { return !silenced_by.empty() || !inhibited_by.empty(); }
+    // Also shown with the alert: the receivers whose storm digest stands for it, and its
+    // acknowledgement (acknowledged_at 0 when there is none).
+    std::vector<std::string> storms;
+    std::string acknowledged_by;
+    std::string ack_comment;
+    time_ms acknowledged_at = 0;
 };
 
 class silence_store;
@@ -128,7 +143,22 @@ struct dispatcher_stats {
     std::size_t alerts = 0;
     std::size_t groups = 0;
     std::size_t nflog_entries = 0;
-    std::uint64_t notifications = 0; // produced by flush_due() since start
+    std::size_t storms = 0;           // alert storms with a digest out or due
+    std::uint64_t notifications = 0;  // produced by flush_due() since start
+    std::uint64_t escalations = 0;    // of those, sent to an escalation step's receiver
+    std::uint64_t rate_limited = 0;   // group notifications deferred by a receiver's rate_limit
+    std::uint64_t storms_started = 0;
+};
+
+enum class ack_outcome : std::uint8_t { done, not_found, resolved };
+
+// An alert storm of one receiver (see storm_guard_config).
+struct storm_info {
+    std::string receiver;
+    time_ms started_at = 0;
+    bool taking = false;       // new alerts for the receiver still join it
+    std::size_t alerts = 0;    // the alerts its digest stands for
+    std::size_t firing = 0;    // of those, still firing
 };
 
 class dispatcher {
@@ -171,6 +201,16 @@ public:
 
     // The silences and source alerts that mute an alert with this id and labels now.
     mute_status mute_status_of(std::uint64_t id, const label_set& labels) const;
+
+    // Records that `by` acknowledged firing alert `id` (with an optional comment) for its current
+    // firing episode: it is no longer escalated. Acknowledging again replaces the record.
+    ack_outcome acknowledge(std::uint64_t id, std::string by, std::string comment);
+    // Withdraws the acknowledgement; escalation steps that are due then go out at once.
+    ack_outcome unacknowledge(std::uint64_t id);
+
+    std::vector<storm_info> storms() const;
+    // The receivers whose storm digest stands for alert `id`.
+    std::vector<std::string> storms_of(std::uint64_t id) const;
 
     std::vector<alert> alerts() const;
     // The current version of alert `id`, or null.

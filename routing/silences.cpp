@@ -266,6 +266,7 @@ void silence_store::collect_garbage(time_ms now)
         if (it->second.ends_at <= now - retention) {
             dirty_[it->first] = false;
             it = silences_.erase(it);
+            ++generation_;
         } else {
             ++it;
         }
@@ -282,6 +283,8 @@ std::size_t silence_store::restore(std::vector<silence> saved, time_ms now)
         }
         const std::string id = s.id;
         silences_[id] = std::move(s);
+    ++generation_;
+        ++generation_;
     }
     collect_garbage(now);
     return skipped;
@@ -308,8 +311,10 @@ void silence_store::revert(const std::string& id, const std::optional<silence>& 
     dirty_.erase(id);
     if (before) {
         silences_[id] = *before;
+        ++generation_;
     } else {
         silences_.erase(id);
+        ++generation_;
     }
 }
 
@@ -339,6 +344,20 @@ std::string random_uuid()
     const std::uint64_t l = (low & 0x3fffffffffffffffull) | 0x8000000000000000ull;
     return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", h >> 32, (h >> 16) & 0xffff, h & 0xffff, l >> 48,
                        l & 0xffffffffffffull);
+}
+
+} // namespace tocsin
+
+namespace tocsin {
+
+bool silence_store::starts_or_ends_between(time_ms after, time_ms until) const
+{
+    for (const auto& [id, s] : silences_) {
+        if ((s.starts_at > after && s.starts_at <= until) || (s.ends_at > after && s.ends_at <= until)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 } // namespace tocsin

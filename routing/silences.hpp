@@ -119,6 +119,10 @@ public:
     void revert(const std::string& id, const std::optional<silence>& before);
 
     std::size_t size() const { return silences_.size(); }
+    // Counts every change to the set of silences, so a reader can tell that muting may differ.
+    std::uint64_t generation() const { return generation_; }
+    // True when a silence starts or ends in (after, until]: muting may differ without a change.
+    bool starts_or_ends_between(time_ms after, time_ms until) const;
     // Counts by state, indexed by silence_state.
     std::array<std::size_t, 3> counts(time_ms now) const;
 
@@ -131,6 +135,7 @@ private:
     std::function<std::string()> make_id_;
     std::unordered_map<std::string, silence> silences_;
     std::unordered_map<std::string, bool> dirty_; // id -> true when upserted, false when deleted
+    std::uint64_t generation_ = 0;
 };
 
 // A random version 4 UUID in its canonical text form, as Alertmanager uses for silence ids.

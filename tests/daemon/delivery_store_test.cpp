@@ -58,6 +58,9 @@ dispatch_changes sample_changes()
 {
     dispatch_changes c;
     c.alerts_upserted = {make_alert(1, "h1"), make_alert(2, "h2", 9'000)};
+    c.alerts_upserted[0].acknowledged_by = "alice";
+    c.alerts_upserted[0].ack_comment = "rolling back";
+    c.alerts_upserted[0].acknowledged_at = 3'000;
     c.groups_upserted = {group_record{"{}:{alertname=\"DiskFull\"}", "{}", label_set{{"alertname", "DiskFull"}},
                                       40'000, true}};
     c.nflog_upserted = {nflog_record{"{}:{alertname=\"DiskFull\"}", "oncall/pagerduty/1",
@@ -87,6 +90,10 @@ TEST_CASE("delivery store: dispatch state, outbox and ids round trip")
     CHECK(state->alerts[0].annotations == make_alert(1, "h1").annotations);
     CHECK(state->alerts[1].ends_at == 9'000);
     CHECK(state->alerts[0].generator_url == "http://tocsin.example/rules");
+    CHECK(state->alerts[0].acknowledged_by == "alice");
+    CHECK(state->alerts[0].ack_comment == "rolling back");
+    CHECK(state->alerts[0].acknowledged_at == 3'000);
+    CHECK_FALSE(state->alerts[1].acknowledged());
     REQUIRE(state->groups.size() == 1);
     CHECK(state->groups[0].next_flush_at == 40'000);
     CHECK(state->groups[0].has_flushed);
@@ -285,7 +292,7 @@ TEST_CASE("delivery store: version 3 database migrates")
     REQUIRE(sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &query, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(query) == SQLITE_ROW);
     CHECK(sqlite3_column_int(query, 0) == state_store::schema_version);
-    CHECK(state_store::schema_version == 7);
+    CHECK(state_store::schema_version == 8);
     sqlite3_finalize(query);
     sqlite3_close(db);
 }

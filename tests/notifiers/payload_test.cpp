@@ -804,6 +804,52 @@ TEST_CASE("webhook max_alerts truncates and counts")
     CHECK(result.messages[0].alert_count == 5);
 }
 
+// The webhook body is written directly; it must say what the template data says, for any text.
+TEST_CASE("webhook body agrees with the template data for hostile text")
+{
+    receiver_config r;
+    r.name = "hook \"quoted\"";
+    r.webhooks.push_back({});
+    auto config = config_with(r);
+    const std::string nasty = std::string("tab\tnew\nline \"q\" back\\slash \x01\x1f\x7f ü ✓ ") + "\xff\xfe end";
+    std::vector<alert> alerts;
+    alerts.push_back(make_alert(1, {{"alertname", "A"}, {"shared", nasty}, {"x", "1"}},
+                                {{"zeta", "last"}, {"summary", nasty}, {"alpha", "first"}, {"alpha", "again"}}));
+    alerts.push_back(make_alert(2, {{"alertname", "A"}, {"shared", nasty}, {"x", "2"}},
+                                {{"summary", nasty}, {"alpha", "again"}}, start_ms));
+    alerts.back().generator_url = nasty;
+    auto n = make_notification(integration_kind::webhook, r.name, "g" + nasty, std::move(alerts), 1,
+                               {{"alertname", "A"}});
+    const json body = json::parse(build(n, config).messages[0].body);
+    // Serialized as every payload is, so invalid UTF-8 becomes U+FFFD on both sides.
+    const json data = json::parse(template_data(n, config.global.external_url)
+                                      .dump(-1, ' ', false, json::error_handler_t::replace));
+
+    CHECK(body["receiver"] == data["Receiver"]);
+    CHECK(body["status"] == data["Status"]);
+    CHECK(body["groupKey"] == data["GroupKey"]);
+    CHECK(body["groupLabels"] == data["GroupLabels"]);
+    CHECK(body["commonLabels"] == data["CommonLabels"]);
+    CHECK(body["commonAnnotations"] == data["CommonAnnotations"]);
+    CHECK(body["commonAnnotations"] == json{{"alpha", "again"}, {"summary", data["Alerts"][0]["Annotations"]["summary"]}});
+    REQUIRE(body["alerts"].size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        INFO(i);
+        const json& a = body["alerts"][i];
+        const json& d = data["Alerts"][i];
+        CHECK(a["status"] == d["Status"]);
+        CHECK(a["labels"] == d["Labels"]);
+        CHECK(a["annotations"] == d["Annotations"]);
+        CHECK(a["startsAt"] == d["StartsAt"]);
+        CHECK(a["endsAt"] == d["EndsAt"]);
+        CHECK(a["generatorURL"] == d["GeneratorURL"]);
+        CHECK(a["fingerprint"] == d["Fingerprint"]);
+    }
+    CHECK(body["alerts"][0]["annotations"]["alpha"] == "again");
+    CHECK(body["alerts"][0]["labels"]["shared"].get<std::string>().find("\xef\xbf\xbd") != std::string::npos);
+    CHECK(test::validate_alertmanager_webhook(body).empty());
+}
+
 TEST_CASE("console text lists status, group and alerts")
 {
     receiver_config r;

@@ -785,3 +785,63 @@ TEST_CASE("routing reads flap_detection and rejects settings that never stop")
     auto off = load_text("route: {receiver: a}\nreceivers: [{name: a}]\n");
     CHECK_FALSE(off.config.flap_detection.enabled());
 }
+
+TEST_CASE("routing reads escalation steps, inherits them and rejects steps out of order")
+{
+    auto ok = load_text("route:\n"
+                        "  receiver: oncall\n"
+                        "  escalate: [{after: 15m, receiver: lead}, {after: 45m, receiver: director}]\n"
+                        "  routes:\n"
+                        "    - matchers: ['team=\"db\"']\n"
+                        "    - matchers: ['team=\"web\"']\n"
+                        "      escalate: []\n"
+                        "receivers: [{name: oncall}, {name: lead}, {name: director}]\n");
+    REQUIRE(ok.errors.empty());
+    REQUIRE(ok.config.root.escalate.size() == 2);
+    CHECK(ok.config.root.escalate[0].after == 15min);
+    CHECK(ok.config.root.escalate[0].receiver == "lead");
+    CHECK(ok.config.root.escalate[1].after == 45min);
+    CHECK(ok.config.root.escalate[1].receiver == "director");
+    CHECK(child(ok.config.root, 0).escalate.size() == 2);
+    CHECK(child(ok.config.root, 1).escalate.empty());
+
+    auto backwards = load_text("route: {receiver: a, escalate: [{after: 30m, receiver: b}, {after: 10m, receiver: b}]}\n"
+                               "receivers: [{name: a}, {name: b}]\n");
+    CHECK(contains(backwards.errors, "route.escalate[1].after (10m) must be longer than the step before it (30m)"));
+    auto unknown = load_text("route: {receiver: a, escalate: [{after: 5m, receiver: boss}]}\nreceivers: [{name: a}]\n");
+    CHECK(contains(unknown.errors, "route.escalate[0].receiver names receiver \"boss\", which is not defined"));
+    auto partial = load_text("route: {receiver: a, escalate: [{after: 5m}]}\nreceivers: [{name: a}]\n");
+    CHECK(contains(partial.errors, "route.escalate[0] needs after and receiver"));
+    auto zero = load_text("route: {receiver: a, escalate: [{after: 0s, receiver: a}]}\nreceivers: [{name: a}]\n");
+    CHECK(contains(zero.errors, "route.escalate[0].after must be greater than 0s"));
+}
+
+TEST_CASE("routing reads a receiver's rate_limit and storm_guard and names the fix for bad ones")
+{
+    auto ok = load_text("route: {receiver: a}\n"
+                        "receivers:\n"
+                        "  - name: a\n"
+                        "    rate_limit: {max_notifications: 20, window: 1h}\n"
+                        "    storm_guard: {max_new_alerts: 50, window: 5m}\n");
+    REQUIRE(ok.errors.empty());
+    const receiver_config& a = ok.config.receivers.at(0);
+    CHECK(a.rate_limit.enabled());
+    CHECK(a.rate_limit.max_notifications == 20);
+    CHECK(a.rate_limit.window == 1h);
+    CHECK(a.storm_guard.enabled());
+    CHECK(a.storm_guard.max_new_alerts == 50);
+    CHECK(a.storm_guard.window == 5min);
+
+    auto plain = load_text("route: {receiver: a}\nreceivers: [{name: a}]\n");
+    CHECK_FALSE(plain.config.receivers.at(0).rate_limit.enabled());
+    CHECK_FALSE(plain.config.receivers.at(0).storm_guard.enabled());
+
+    auto number = load_text("route: {receiver: a}\nreceivers: [{name: a, rate_limit: 5}]\n");
+    CHECK(contains(number.errors, "receivers[0].rate_limit must be a mapping, such as {max_notifications: 20, window: 1h}"));
+    auto missing = load_text("route: {receiver: a}\nreceivers: [{name: a, storm_guard: {window: 5m}}]\n");
+    CHECK(contains(missing.errors, "receivers[0].storm_guard needs max_new_alerts and window"));
+    auto zero = load_text("route: {receiver: a}\nreceivers: [{name: a, storm_guard: {max_new_alerts: 0, window: 5m}}]\n");
+    CHECK(contains(zero.errors, "receivers[0].storm_guard.max_new_alerts is 0; expected 1 to 1000000"));
+    auto typo = load_text("route: {receiver: a}\nreceivers: [{name: a, rate_limit: {max: 5, window: 1h}}]\n");
+    CHECK_FALSE(typo.errors.empty());
+}
