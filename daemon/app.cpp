@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <malloc.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -256,8 +257,22 @@ private:
                 std::chrono::steady_clock::now() >= next_baseline_snapshot_) {
                 save_baselines();
             }
+            return_free_memory();
             schedule_tick();
         });
+    }
+
+    // Hands memory that bursts of alerts and notifications freed back to the system, at most
+    // every 30 s. glibc keeps freed memory for reuse, so without this the resident size stays
+    // at its peak after a flood.
+    void return_free_memory()
+    {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_memory_trim_ < std::chrono::seconds(30)) {
+            return;
+        }
+        last_memory_trim_ = now;
+        malloc_trim(0);
     }
 
     void start_watchdog()
@@ -1532,6 +1547,7 @@ private:
     bool last_reload_ok_ = true;
     double last_reload_success_ = 0;
     std::uint64_t unauthorized_requests_ = 0;
+    std::chrono::steady_clock::time_point last_memory_trim_{};
     std::uint64_t reported_series_limit_rejections_ = 0;
     std::array<endpoint_stats, static_cast<std::size_t>(endpoint::count_)> endpoint_stats_{};
     struct rejection_window {

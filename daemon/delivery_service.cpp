@@ -201,6 +201,39 @@ void delivery_service::upsert_from_event(const alert_event& e)
     }
 }
 
+// A group notifies with all its alerts at each change, so most history rows would repeat that
+// an episode still fires. Kept: the first firing row of each episode in each group, resolves,
+// flap markers, and one row per alert name of each notification, which is what the noise
+// report counts notifications by. After a restart an episode's next firing row is kept again;
+// the report counts episodes once however many rows they have.
+void delivery_service::keep_news(std::vector<history_row> rows, std::vector<history_row>& history)
+{
+    // Entries leave when their episode resolves; alerts dropped otherwise (by a reload) would
+    // stay, so the set starts over past this size, which only keeps a few rows more.
+    constexpr std::size_t max_recorded_episodes = 1'000'000;
+    if (recorded_episodes_.size() > max_recorded_episodes) {
+        recorded_episodes_.clear();
+    }
+    std::set<std::string> names;
+    for (auto& row : rows) {
+        std::uint64_t key = std::hash<std::string>{}(row.group_key);
+        for (const std::uint64_t part : {row.alert_id, static_cast<std::uint64_t>(row.starts_at)}) {
+            key = (key ^ part) * 0x100000001b3ULL; // FNV-1a's prime spreads the bits of each part
+        }
+        const bool first_of_name = names.insert(row.alertname).second;
+        bool keep = first_of_name || row.flap != 0;
+        if (row.ends_at != 0) {
+            keep = true;
+            recorded_episodes_.erase(key);
+        } else if (recorded_episodes_.insert(key).second) {
+            keep = true;
+        }
+        if (keep) {
+            history.push_back(std::move(row));
+        }
+    }
+}
+
 void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history)
 {
     const time_ms now = clock_.now_ms();
@@ -213,9 +246,7 @@ void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std
             template_errors_[n.integration.receiver] += built.template_errors;
         }
         if (!built.messages.empty()) {
-            for (auto& row : history_rows(n)) {
-                history.push_back(std::move(row));
-            }
+            keep_news(history_rows(n), history);
         }
         for (auto& m : built.messages) {
             ++metrics_[m.integration.id()].notifications;

@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "daemon/metrics.hpp"
@@ -93,6 +94,7 @@ private:
 
     void upsert_from_event(const alert_event& e);
     void enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history);
+    void keep_news(std::vector<history_row> rows, std::vector<history_row>& history);
     void prune_history(time_ms now);
     void print_console(const outbound_message& m);
     void on_result(std::uint64_t id, const attempt_result& result);
@@ -113,6 +115,8 @@ private:
     std::vector<outbox_entry> unsaved_entries_;
     // History rows of the notifications in unsaved_entries_ (and of console ones), written with them.
     std::vector<history_row> unsaved_history_;
+    // Episodes (group, alert id, start) whose firing row is in the history; see keep_news().
+    std::unordered_set<std::uint64_t> recorded_episodes_;
     std::chrono::milliseconds history_retention_{std::chrono::hours(24 * 30)};
     time_ms next_history_prune_at_ = 0;
     // Outcomes of sends, saved together by the next pump() or flush() (see

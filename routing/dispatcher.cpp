@@ -1011,6 +1011,7 @@ struct dispatcher::impl {
         }
         note_silence_changes(now);
         std::vector<notification> out;
+        std::set<std::string> flushed;
         for (const auto& key : due) {
             group& g = *groups_.at(key);
             if (unchanged_since_flush(g, now)) {
@@ -1018,6 +1019,7 @@ struct dispatcher::impl {
                 continue;
             }
             flush_group(g, now, out);
+            flushed.insert(key);
         }
 
         // Escalation steps that fell due between ticks. A group flushed above has just checked them.
@@ -1028,7 +1030,7 @@ struct dispatcher::impl {
         }
         for (const auto& key : escalating) {
             auto it = groups_.find(key);
-            if (it == groups_.end() || std::find(due.begin(), due.end(), key) != due.end()) {
+            if (it == groups_.end() || flushed.contains(key)) {
                 continue;
             }
             const flush_lists lists = collect(*it->second, now);

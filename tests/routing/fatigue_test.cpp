@@ -62,6 +62,19 @@ TEST_CASE("escalation sends a firing alert to each step's receiver when its dela
     CHECK(h.d->stats().escalations == 4);
 }
 
+TEST_CASE("escalation goes out when its step falls on a tick with nothing new for the group")
+{
+    route_config root = make_root({"alertname"}, 30 * sec, 1 * minute, 4 * hour);
+    root.escalate = {{milliseconds(2 * minute + 30 * sec), "lead"}};
+    harness h(make_config(root, {webhook_receiver("hook"), webhook_receiver("lead")}));
+    h.post(make_alert(1, "ModelAucLow", "h1", 0));
+    h.run_until(5 * minute);
+    CHECK(h.log == lines{
+                       "@30s hook/webhook/0 firing[h1] resolved[]",
+                       "@2m30s lead/webhook/0 firing[h1] resolved[]",
+                   });
+}
+
 TEST_CASE("escalation skips an alert that resolves before its delay")
 {
     harness h(escalating_config());
