@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/noise_report.hpp"
+#include "daemon/terminal_text.hpp"
 #include "rules/duration.hpp"
 #include "rules/promql_lexer.hpp"
 
@@ -20,17 +21,6 @@ namespace {
 
 // Maximum size of a token file, which contains one token.
 constexpr std::size_t max_token_file_bytes = 64 * 1024;
-
-std::string_view trim(std::string_view text)
-{
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())) != 0) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
 
 std::string env_or(const char* name, std::string fallback)
 {
@@ -58,13 +48,13 @@ std::optional<std::string> token_of(const report_command& cmd, std::ostream& err
                 << max_token_file_bytes << " bytes; it should hold only the token\n";
             return std::nullopt;
         }
-        token = std::string(trim(text));
+        token = std::string(trim_space(text));
         if (token.empty()) {
             err << "tocsinctl: the token file " << promql::quote(cmd.token_file) << " is empty\n";
             return std::nullopt;
         }
     } else {
-        token = std::string(trim(env_or("TOCSIN_TOKEN", "")));
+        token = std::string(trim_space(env_or("TOCSIN_TOKEN", "")));
     }
     const bool control = std::any_of(token.begin(), token.end(), [](char c) {
         const auto byte = static_cast<unsigned char>(c);

@@ -13,6 +13,7 @@
 #include "daemon/api.hpp"
 #include "daemon/overrides.hpp"
 #include "daemon/silence_api.hpp"
+#include "daemon/terminal_text.hpp"
 #include "rules/duration.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/sample_time.hpp"
@@ -39,39 +40,6 @@ constexpr std::string_view matcher_forms =
     "for example 'instance=~\"db-.*\"'";
 
 bool is_quote(char c) { return c == '"' || c == '\'' || c == '`'; }
-
-std::string_view trim(std::string_view text)
-{
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())) != 0) {
-        text.remove_prefix(1);
-    }
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0) {
-        text.remove_suffix(1);
-    }
-    return text;
-}
-
-// Replaces control characters with spaces, so that text from a server or a comment cannot
-// move the cursor or break a table row.
-std::string printable(std::string_view text)
-{
-    std::string out(text);
-    for (char& c : out) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7f) {
-            c = ' ';
-        }
-    }
-    return out;
-}
-
-// Estimates the width on a terminal by counting each UTF-8 sequence as one column.
-std::size_t display_width(std::string_view text)
-{
-    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-        return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-    }));
-}
 
 std::string quoted_arg(std::string_view arg) { return promql::quote(arg); }
 
@@ -106,7 +74,7 @@ std::optional<label_matcher> parse_one_matcher(const std::string& arg, bool bare
         return std::nullopt;
     }
 
-    const std::string_view name_text = trim(std::string_view(arg).substr(0, op_pos));
+    const std::string_view name_text = trim_space(std::string_view(arg).substr(0, op_pos));
     const std::string_view rest = std::string_view(arg).substr(op_pos);
     std::string_view op_text;
     for (std::string_view candidate : {"=~", "!~", "!="}) {
@@ -128,7 +96,7 @@ std::optional<label_matcher> parse_one_matcher(const std::string& arg, bool bare
         op_text = "=";
     }
     const std::string_view value_text = rest.substr(op_text.size());
-    const std::string_view value_trimmed = trim(value_text);
+    const std::string_view value_trimmed = trim_space(value_text);
 
     // A quoted value goes to the PromQL matcher parser as written. An unquoted one is taken
     // verbatim and quoted here, so regexes and spaces need no extra quoting in the shell.
@@ -208,7 +176,7 @@ bool check_update_args(time_ms now, std::string_view duration, std::string_view 
             return false;
         }
     }
-    if (comment && trim(*comment).empty()) {
+    if (comment && trim_space(*comment).empty()) {
         error = "--comment is empty; say why the alerts are silenced";
         return false;
     }
@@ -372,7 +340,7 @@ std::optional<std::string> read_token_file(const std::string& path, std::string&
                             quoted_arg(path), max_token_file_bytes);
         return std::nullopt;
     }
-    return std::string(trim(text));
+    return std::string(trim_space(text));
 }
 
 bool valid_token(std::string_view token)
@@ -607,7 +575,7 @@ std::string server_error_message(int status, std::string_view body)
     } catch (const json::exception&) {
         message = std::string(body);
     }
-    message = printable(trim(message));
+    message = printable(trim_space(message));
     if (message.size() > max_message_chars) {
         message.resize(max_message_chars);
         message += "...";
@@ -663,11 +631,11 @@ int silence_add(const silence_command& cmd, silence_transport& api, time_ms now,
         err << "tocsinctl: a silence needs at least one matcher, such as alertname=DiskFull or instance=~'db-.*'\n";
         return 2;
     }
-    if (trim(cmd.author).empty()) {
+    if (trim_space(cmd.author).empty()) {
         err << "tocsinctl: --author is empty and $USER is not set; pass --author NAME\n";
         return 2;
     }
-    if (trim(cmd.comment).empty()) {
+    if (trim_space(cmd.comment).empty()) {
         err << "tocsinctl: --comment is empty; say why the alerts are silenced\n";
         return 2;
     }
@@ -819,7 +787,7 @@ int run_silence_command(const silence_command& args)
         }
         token = std::move(*read);
     } else {
-        token = std::string(trim(env_or("TOCSIN_TOKEN", "")));
+        token = std::string(trim_space(env_or("TOCSIN_TOKEN", "")));
     }
     if (!valid_token(token)) {
         std::cerr << "tocsinctl: the token holds control characters; the token file or TOCSIN_TOKEN must hold "

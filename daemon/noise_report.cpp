@@ -15,6 +15,7 @@
 #include "daemon/http_types.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/state_store.hpp"
+#include "daemon/terminal_text.hpp"
 #include "rules/duration.hpp"
 #include "rules/promql_lexer.hpp"
 #include "rules/sample_time.hpp"
@@ -194,28 +195,6 @@ noise_stats stats_from_json(const json& j)
     }
     s.flapping_seconds = j.at("flapping_seconds").get<double>();
     return s;
-}
-
-// Replaces control characters with spaces, so that a label value cannot break a table row or
-// send terminal escapes.
-std::string printable(std::string_view text)
-{
-    std::string out(text);
-    for (char& c : out) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7f) {
-            c = ' ';
-        }
-    }
-    return out;
-}
-
-// Counts each UTF-8 sequence as one column.
-std::size_t display_width(std::string_view text)
-{
-    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
-        return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-    }));
 }
 
 // A duration of seconds for people: whole seconds from 1s on ("2m31s"), milliseconds below.
