@@ -920,31 +920,42 @@ std::vector<std::string> engine::recover()
     return lines;
 }
 
-bool engine::approve(const std::string& run_id, const std::string& by, std::string& error)
+engine::run_state* engine::record_decision(const std::string& run_id, approval_state decision, const std::string& by,
+                                  std::string& error)
 {
+    const bool approved = decision == approval_state::approved;
     run_state* r = run(run_id);
     if (!r) {
         error = fmt::format("no run {}", run_id);
-        return false;
+        return nullptr;
     }
     if (r->phase != run_phase::waiting_approval) {
         error = fmt::format("run {} is {}, not waiting for approval", run_id, to_string(r->phase));
-        return false;
+        return nullptr;
     }
     if (by.empty()) {
-        error = "an approval needs the name of the person who gives it";
-        return false;
+        error = fmt::format("{} needs the name of the person who gives it", approved ? "an approval" : "a rejection");
+        return nullptr;
     }
     const time_ms now = clock_.now_ms();
     try {
-        journal_.approval(run_id, approval_state::approved, by, now);
+        journal_.approval(run_id, decision, by, now);
     } catch (const std::exception& e) {
-        error = fmt::format("the journal could not record the approval: {}", e.what());
-        return false;
+        error = fmt::format("the journal could not record the {}: {}", approved ? "approval" : "rejection", e.what());
+        return nullptr;
     }
-    r->approval = approval_state::approved;
+    r->approval = decision;
     r->approval_by = by;
     r->approval_at = now;
+    return r;
+}
+
+bool engine::approve(const std::string& run_id, const std::string& by, std::string& error)
+{
+    run_state* r = record_decision(run_id, approval_state::approved, by, error);
+    if (!r) {
+        return false;
+    }
     r->phase = run_phase::running;
     auto details = run_details(r->record);
     details["state"] = "approved";
@@ -955,29 +966,10 @@ bool engine::approve(const std::string& run_id, const std::string& by, std::stri
 
 bool engine::reject(const std::string& run_id, const std::string& by, const std::string& reason, std::string& error)
 {
-    run_state* r = run(run_id);
+    run_state* r = record_decision(run_id, approval_state::rejected, by, error);
     if (!r) {
-        error = fmt::format("no run {}", run_id);
         return false;
     }
-    if (r->phase != run_phase::waiting_approval) {
-        error = fmt::format("run {} is {}, not waiting for approval", run_id, to_string(r->phase));
-        return false;
-    }
-    if (by.empty()) {
-        error = "a rejection needs the name of the person who gives it";
-        return false;
-    }
-    const time_ms now = clock_.now_ms();
-    try {
-        journal_.approval(run_id, approval_state::rejected, by, now);
-    } catch (const std::exception& e) {
-        error = fmt::format("the journal could not record the rejection: {}", e.what());
-        return false;
-    }
-    r->approval = approval_state::rejected;
-    r->approval_by = by;
-    r->approval_at = now;
     auto details = run_details(r->record);
     details["state"] = "rejected";
     details["reason"] = reason;

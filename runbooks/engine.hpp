@@ -208,6 +208,9 @@ private:
     const run_state* run(const std::string& id) const;
     bool matches(const runbook& rb, const alert_event& event) const;
     trigger_decision decide(const runbook& rb, const alert_event& event);
+    // Records an approval or rejection of a run waiting for one; null with `error` otherwise.
+    run_state* record_decision(const std::string& run_id, approval_state decision, const std::string& by,
+                               std::string& error);
     void record_skip(const runbook& rb, const alert_event& event, const std::string& reason,
                      const std::string& detail);
     std::size_t active_runs(const std::string& runbook) const;
