@@ -15,6 +15,7 @@
 #include "daemon/backtest.hpp"
 #include "daemon/config.hpp"
 #include "daemon/ctl_report.hpp"
+#include "daemon/ctl_audit.hpp"
 #include "daemon/ctl_silence.hpp"
 #include "daemon/rule_tests.hpp"
 #include "routing/config.hpp"
@@ -273,6 +274,20 @@ int main(int argc, char** argv)
     report_noise->add_option("--limit", report_args.limit, "Rows per table, 1 to 1000")->capture_default_str();
     report_noise->add_flag("--json", report_args.json, "Print the server's JSON instead of the tables");
 
+    auto* audit = app.add_subcommand("audit", "Check and list the audit log of automated responses");
+    audit->require_subcommand(1);
+    tocsin::audit_command audit_args;
+    auto* audit_verify = audit->add_subcommand(
+        "verify", "Check the hash chain of an audit log; exit 1 and name the first broken record if it is broken");
+    audit_verify->add_option("FILE", audit_args.path, "The audit log file")->required();
+    auto* audit_show = audit->add_subcommand("show", "Verify an audit log, then list its records");
+    audit_show->add_option("FILE", audit_args.path, "The audit log file")->required();
+    audit_show->add_option("--kind", audit_args.kinds,
+                           "Only records of this kind (run_started, step, approval, run_finished, ...); repeatable");
+    audit_show->add_option("--run", audit_args.run_id, "Only records of this run id");
+    audit_show->add_option("--since", audit_args.since, "Only records of the period that ends now, such as 24h");
+    audit_show->add_flag("--json", audit_args.json, "One JSON record per line, as stored");
+
     auto* version = app.add_subcommand("version", "Print the version");
 
     try {
@@ -284,6 +299,12 @@ int main(int argc, char** argv)
 
     if (check->parsed()) {
         return check_config(config_path);
+    }
+    if (audit_verify->parsed()) {
+        return tocsin::run_audit_verify(audit_args, std::cout, std::cerr);
+    }
+    if (audit_show->parsed()) {
+        return tocsin::run_audit_show(audit_args, tocsin::system_clock().now_ms(), std::cout, std::cerr);
     }
     if (check_rules_command->parsed()) {
         return check_rules(rule_files);
