@@ -28,6 +28,8 @@
 #include "daemon/noise_report.hpp"
 #include "daemon/overrides.hpp"
 #include "daemon/state_store.hpp"
+#include "model/records.hpp"
+#include "model/registry.hpp"
 #include "notifiers/sender.hpp"
 #include "rules/duration.hpp"
 #include "rules/engine.hpp"
@@ -149,6 +151,10 @@ public:
             config_.main.external_url, [this] { asio::post(io_, [this] { on_delivery_wake(); }); });
         delivery_->set_silences(&silences_);
         delivery_->set_history_retention(config_.main.history_retention);
+        if (config_.models) {
+            models_ = std::make_unique<model::model_registry>(config_.models);
+            models_file_digest_ = file_digest(config_.main.model_schemas);
+        }
         http_server_options http;
         http.address = config_.main.listen_address;
         http.port = config_.main.listen_port;
@@ -257,6 +263,7 @@ private:
                 std::chrono::steady_clock::now() >= next_baseline_snapshot_) {
                 save_baselines();
             }
+            publish_model_figures();
             return_free_memory();
             schedule_tick();
         });
@@ -603,6 +610,7 @@ private:
         delivery_->replace_config(loaded->routing, loaded->templates, loaded->main.delivery, loaded->main.external_url);
         silences_.set_limits(loaded->main.silences);
         delivery_->set_history_retention(loaded->main.history_retention);
+        replace_models(*loaded);
         config_ = std::move(*loaded);
         if (!options_.log_level.empty()) {
             set_log_level(options_.log_level);
@@ -1071,6 +1079,163 @@ private:
         return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
+    // ---- model monitoring ----
+
+    static std::string file_digest(const std::string& path)
+    {
+        std::ifstream in(path, std::ios::binary);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return std::to_string(std::hash<std::string>{}(text));
+    }
+
+    // A reload keeps the windows of monitored models when the schema file is unchanged. Any
+    // other change starts them again, because the features they count may differ.
+    // NOTE: a changed reference file behind an unchanged schema file is not noticed.
+    void replace_models(const loaded_config& next)
+    {
+        if (!next.models) {
+            if (models_) {
+                log_->info("model_schemas removed: model monitoring is off");
+            }
+            models_.reset();
+            return;
+        }
+        const std::string digest = file_digest(next.main.model_schemas);
+        if (models_ && next.main.model_schemas == config_.main.model_schemas && digest == models_file_digest_) {
+            return;
+        }
+        if (models_) {
+            log_->warn("model schemas changed: the windows of monitored models start again");
+        }
+        models_ = std::make_unique<model::model_registry>(next.models);
+        models_file_digest_ = digest;
+    }
+
+    http_response post_model_data(const http_request& request, bool records)
+    {
+        if (!models_) {
+            return http_response::text(404, "model monitoring is off; set model_schemas in the config to a file of "
+                                            "model schemas (see docs/MODELS.md)\n");
+        }
+        const time_ms now = clock_.now_ms();
+        const auto& schemas = models_->schemas();
+        model::ingest_result result;
+        std::vector<model::record_error> errors;
+        model::body_status status = model::body_status::ok;
+        std::string body_error;
+        if (records) {
+            auto batch = model::parse_records(request.body, request.header("content-type"), schemas);
+            status = batch.status;
+            body_error = std::move(batch.body_error);
+            errors = std::move(batch.errors);
+            if (status == model::body_status::ok) {
+                result = models_->add_records(batch.items, now);
+            }
+        } else {
+            auto batch = model::parse_outcomes(request.body, request.header("content-type"), schemas);
+            status = batch.status;
+            body_error = std::move(batch.body_error);
+            errors = std::move(batch.errors);
+            if (status == model::body_status::ok) {
+                result = models_->add_outcomes(batch.items, now);
+            }
+        }
+        if (status == model::body_status::too_large) {
+            return http_response::text(413, body_error + "\n");
+        }
+        if (status == model::body_status::malformed) {
+            return http_response::text(400, body_error + "\n");
+        }
+        errors.insert(errors.end(), result.errors.begin(), result.errors.end());
+        std::sort(errors.begin(), errors.end(), [](const auto& x, const auto& y) { return x.index < y.index; });
+        nlohmann::json list = nlohmann::json::array();
+        for (const auto& e : errors) {
+            list.push_back({{"index", e.index}, {"error", e.message}});
+        }
+        nlohmann::json body = {{"accepted", result.accepted}, {"duplicates", result.duplicates}, {"errors", list}};
+        if (!records) {
+            body["joined"] = result.joined;
+            body["unmatched"] = result.unmatched;
+        }
+        // As for Alertmanager's alerts: the valid items are kept, and a batch with errors is a 400
+        // that lists them, so a sender notices.
+        return http_response::json(errors.empty() ? 200 : 400,
+                                   body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    // GET /api/v1/models lists the models and their versions; /api/v1/models/<name> gives every
+    // current figure of one model.
+    http_response model_figures(const std::string& name)
+    {
+        if (!models_) {
+            return http_response::text(404, "model monitoring is off; set model_schemas in the config to a file of "
+                                            "model schemas (see docs/MODELS.md)\n");
+        }
+        models_->tick(clock_.now_ms());
+        if (name.empty()) {
+            nlohmann::json list = nlohmann::json::array();
+            for (const auto& m : models_->schemas().models) {
+                list.push_back({{"model", m.name}, {"versions", models_->versions(m.name)}});
+            }
+            return http_response::json(200, nlohmann::json({{"models", list}}).dump());
+        }
+        const bool known = std::any_of(models_->schemas().models.begin(), models_->schemas().models.end(),
+                                       [&](const auto& m) { return m.name == name; });
+        if (!known) {
+            return http_response::text(404, fmt::format("no model \"{}\" in the model schemas; GET /api/v1/models "
+                                                        "lists them\n",
+                                                        truncate_for_message(name)));
+        }
+        nlohmann::json versions = nlohmann::json::object();
+        nlohmann::json totals = nlohmann::json::object();
+        for (const auto& row : models_->snapshot()) {
+            if (row.model != name) {
+                continue;
+            }
+            const nlohmann::json figure = {{"value", row.value}, {"samples", row.samples}};
+            if (row.version.empty()) {
+                totals[row.metric] = figure;
+            } else if (row.feature.empty()) {
+                versions[row.version]["metrics"][row.metric] = figure;
+            } else {
+                versions[row.version]["features"][row.feature][row.metric] = figure;
+            }
+        }
+        const nlohmann::json body = {{"model", name}, {"versions", versions}, {"join", totals}};
+        return http_response::json(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
+    // Publishes every figure of the monitored models as a sample of the series
+    // tocsin_model{model, version, feature, metric}, every 5 s, so ordinary rules alert on them.
+    void publish_model_figures()
+    {
+        if (!models_) {
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_model_publish_ < std::chrono::seconds(5)) {
+            return;
+        }
+        last_model_publish_ = now;
+        const time_ms at = clock_.now_ms();
+        models_->tick(at);
+        for (const auto& row : models_->snapshot()) {
+            // Sorted by name, and without empty values, as ingest() needs.
+            std::vector<label_view> labels{{"__name__", "tocsin_model"}};
+            if (!row.feature.empty()) {
+                labels.push_back({"feature", row.feature});
+            }
+            labels.push_back({"metric", row.metric});
+            labels.push_back({"model", row.model});
+            if (!row.version.empty()) {
+                labels.push_back({"version", row.version});
+            }
+            reject_reason reason{};
+            ingest_detail::ingest_sample(engine_, labels, at, row.value, counters_, reason, nullptr);
+        }
+        flush_events();
+    }
+
     // GET shows an alert's acknowledgement. POST records one for a firing alert, which stops its
     // escalation; DELETE withdraws it. Both need an admin token, as silences do, and answer once
     // the change is saved.
@@ -1275,6 +1440,29 @@ private:
                                                 "the 16 hex digits of the id that GET /api/v1/alerts shows\n");
             }
             return handle_ack(request, *id);
+        }
+        if (path == "/api/v1/records" || path == "/api/v1/outcomes") {
+            which = endpoint::push;
+            if (method != "POST") {
+                return method_not_allowed("POST");
+            }
+            if (auto denied = check_token(request, config_.main.auth.write_tokens)) {
+                return *denied;
+            }
+            return post_model_data(request, path == "/api/v1/records");
+        }
+        if (path == "/api/v1/models" || path.starts_with("/api/v1/models/")) {
+            which = endpoint::other;
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            const std::string_view rest = std::string_view(path).substr(std::string_view("/api/v1/models").size());
+            auto name = percent_decode(rest.empty() ? rest : rest.substr(1));
+            if (!name) {
+                return http_response::text(400, "invalid model name in the path; expected /api/v1/models/<name> with "
+                                                "%XX escapes for reserved characters\n");
+            }
+            return model_figures(*name);
         }
         if (path == "/api/v1/rules") {
             which = endpoint::rules;
@@ -1548,6 +1736,9 @@ private:
     double last_reload_success_ = 0;
     std::uint64_t unauthorized_requests_ = 0;
     std::chrono::steady_clock::time_point last_memory_trim_{};
+    std::unique_ptr<model::model_registry> models_; // null without model_schemas
+    std::string models_file_digest_;
+    std::chrono::steady_clock::time_point last_model_publish_{};
     std::uint64_t reported_series_limit_rejections_ = 0;
     std::array<endpoint_stats, static_cast<std::size_t>(endpoint::count_)> endpoint_stats_{};
     struct rejection_window {

@@ -170,6 +170,7 @@ std::optional<loaded_config> config_loader::load()
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
                            "baseline_snapshot_interval", "silence_retention", "history_retention", "limits", "auth",
+                           "model_schemas",
                            "tls", "external_url", "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
@@ -279,6 +280,11 @@ std::optional<loaded_config> config_loader::load()
         if (const YAML::Node n = yaml::checker::child(root, "delivery"); n.IsDefined() && !n.IsNull()) {
             load_delivery(n, config);
         }
+        if (const YAML::Node n = yaml::checker::child(root, "model_schemas"); n.IsDefined() && !n.IsNull()) {
+            if (auto value = check_.string(n, "model_schemas")) {
+                config.model_schemas = resolve(base_dir_, *value);
+            }
+        }
         out.routing = std::make_shared<routing_config>(
             load_routing(root, check_, base_dir_.string(), out.warnings));
     }
@@ -303,6 +309,12 @@ std::optional<loaded_config> config_loader::load()
     }
     out.rules = make_rule_set(std::move(groups));
     validate_rule_set(*out.rules, diags_);
+
+    if (!config.model_schemas.empty()) {
+        if (auto schemas = model::load_model_schemas(config.model_schemas, diags_)) {
+            out.models = std::make_shared<const model::schema_set>(std::move(*schemas));
+        }
+    }
 
     if (diags_.size() != errors_before) {
         return std::nullopt;

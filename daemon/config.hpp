@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/schema.hpp"
 #include "notifiers/delivery.hpp"
 #include "notifiers/payload.hpp"
 #include "routing/config.hpp"
@@ -50,6 +51,9 @@ struct main_config {
     // a crash of the process, and no disk wait comes before a notification goes out.
     std::string state_sync = "full";
     std::vector<std::string> rule_files; // globs, relative to the config file's folder
+    // The model schema file (model_schemas), resolved against the config file's folder; empty
+    // when model monitoring is off.
+    std::string model_schemas;
     ingest_limits ingest;
     // The daemon checks sample timestamps against its clock; engine_limits' own defaults
     // leave the checks off for tests and backtests.
@@ -81,6 +85,8 @@ struct loaded_config {
     // The routing part (Alertmanager's schema) and its parsed templates.
     std::shared_ptr<const routing_config> routing;
     std::shared_ptr<const compiled_templates> templates;
+    // The schemas of monitored models; null without model_schemas.
+    std::shared_ptr<const model::schema_set> models;
     diagnostics warnings; // problems that do not stop the load, such as keys tocsin ignores
 };
 

@@ -143,6 +143,7 @@ node_exporter_url="http://127.0.0.1:$node_exporter_port"
 sed -e "s|^listen: .*|listen: 127.0.0.1:$tocsin_port|" \
     -e "s|^external_url: .*|external_url: $tocsin_url|" \
     -e "s|^rule_files: .*|rule_files: [\"$source_dir/examples/rules/*.yaml\"]|" \
+    -e "s|^model_schemas: .*|model_schemas: $source_dir/examples/models/models.yaml|" \
     -e '/^# --- receivers ---$/,$d' \
     "$source_dir/examples/tocsin.yaml" >"$run_dir/tocsin.yaml"
 

@@ -727,9 +727,11 @@ tests:
     }
 }
 
-TEST_CASE("rule test example file passes")
+TEST_CASE("rule test example files pass")
 {
-    const std::string path = std::string(TOCSIN_SOURCE_DIR) + "/examples/tests/node_test.yaml";
+    const std::string file = GENERATE(std::string("node_test.yaml"), std::string("models_test.yaml"));
+    const std::string path = std::string(TOCSIN_SOURCE_DIR) + "/examples/tests/" + file;
+    INFO(path);
     auto result = run_rule_test_file(path);
     INFO(errors_of(result));
     for (const auto& f : result.failures) {
