@@ -202,10 +202,12 @@ void delivery_service::upsert_from_event(const alert_event& e)
 }
 
 // A group notifies with all its alerts at each change, so most history rows would repeat that
-// an episode still fires. Kept: the first firing row of each episode in each group, resolves,
-// flap markers, and one row per alert name of each notification, which is what the noise
-// report counts notifications by. After a restart an episode's next firing row is kept again;
-// the report counts episodes once however many rows they have.
+// an episode still fires. Kept: a firing row of each episode in each group at most once an
+// hour, resolves, flap markers, and one row per alert name of each notification, which is what
+// the noise report counts notifications by. So a report counts an episode that fires through
+// its start when a notification carried it in the period, to the hour. After a restart an
+// episode's next firing row is kept again; the report counts episodes once however many rows
+// they have.
 void delivery_service::keep_news(std::vector<history_row> rows, std::vector<history_row>& history)
 {
     // Entries leave when their episode resolves; alerts dropped otherwise (by a reload) would
@@ -221,11 +223,14 @@ void delivery_service::keep_news(std::vector<history_row> rows, std::vector<hist
             key = (key ^ part) * 0x100000001b3ULL; // FNV-1a's prime spreads the bits of each part
         }
         const bool first_of_name = names.insert(row.alertname).second;
+        constexpr time_ms refresh_ms = 3'600'000;
         bool keep = first_of_name || row.flap != 0;
         if (row.ends_at != 0) {
             keep = true;
             recorded_episodes_.erase(key);
-        } else if (recorded_episodes_.insert(key).second) {
+        } else if (auto [it, inserted] = recorded_episodes_.try_emplace(key, row.sent_at);
+                   inserted || row.sent_at - it->second >= refresh_ms) {
+            it->second = row.sent_at;
             keep = true;
         }
         if (keep) {
@@ -288,8 +293,10 @@ bool delivery_service::receive(std::vector<alert> alerts, std::string& error)
 {
     const time_ms now = clock_.now_ms();
     for (alert& a : alerts) {
+        // Alertmanager merges an alert with the one it holds when their times overlap: a held
+        // firing alert keeps its start, also when the sender resolves it without a startsAt.
         if (const alert* held = dispatcher_->find(a.id); held != nullptr && !held->resolved_at(now) &&
-                                                          !a.resolved_at(now)) {
+                                                          (a.ends_at == 0 || a.ends_at >= held->starts_at)) {
             a.starts_at = std::min(a.starts_at, held->starts_at);
         }
         dispatcher_->upsert(std::move(a));

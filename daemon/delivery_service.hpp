@@ -18,7 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "daemon/metrics.hpp"
@@ -115,8 +115,9 @@ private:
     std::vector<outbox_entry> unsaved_entries_;
     // History rows of the notifications in unsaved_entries_ (and of console ones), written with them.
     std::vector<history_row> unsaved_history_;
-    // Episodes (group, alert id, start) whose firing row is in the history; see keep_news().
-    std::unordered_set<std::uint64_t> recorded_episodes_;
+    // Episodes (group, alert id, start) whose firing row is in the history, with the time of
+    // the last one; see keep_news().
+    std::unordered_map<std::uint64_t, time_ms> recorded_episodes_;
     std::chrono::milliseconds history_retention_{std::chrono::hours(24 * 30)};
     time_ms next_history_prune_at_ = 0;
     // Outcomes of sends, saved together by the next pump() or flush() (see

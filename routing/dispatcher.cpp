@@ -150,6 +150,10 @@ struct dispatcher::impl {
         std::uint64_t mute_epoch = 0;
         bool time_muted = false;
         time_ms recheck_at = 0;
+        // Per notification log key: fingerprints of firing alerts that a rate limit kept from
+        // being announced. Their resolves are owed to the receiver even if they never fired in a
+        // notification, so a deferral loses nothing.
+        std::map<std::string, std::vector<std::uint64_t>> deferred_firing;
     };
 
     // The state changes of one alert for flap detection.
@@ -170,6 +174,12 @@ struct dispatcher::impl {
         time_ms started_at = 0;
         std::string group_key; // of the digest notifications
         std::uint64_t digest_id = 0;
+        // The highest severity among the alerts that started the storm; a later alert of a
+        // higher severity is notified on its own, so a storm of warnings hides no page.
+        std::optional<int> top_rank;
+        std::string top_severity;
+        std::size_t announced_count = 0; // members when the digest last went out
+        alert last_digest;               // as last sent, for its resolve
     };
 
     struct alert_entry {
@@ -500,32 +510,60 @@ struct dispatcher::impl {
             }
             if (s.taking) {
                 if (s.members.empty()) {
-                    start_digest(name, s, now); // the last digest resolved while the flood went on
+                    start_digest(name, s, {entry.current.id}, now); // the last digest resolved mid-flood
+                    continue;
+                }
+                const auto rank = severity_rank(entry.current.labels.get("severity"));
+                if (rank && (!s.top_rank || *rank > *s.top_rank)) {
+                    continue; // a higher tier than the storm's is notified on its own
                 }
                 s.members.insert(entry.current.id);
+                if (s.announced && s.members.size() >= 2 * s.announced_count) {
+                    s.announced = false; // the flood doubled: the digest goes out again with its count
+                    storm_timers_.insert({now, name});
+                }
                 continue;
             }
             if (s.arrivals.size() > guard.max_new_alerts) {
-                if (s.members.empty()) {
-                    start_digest(name, s, now);
+                std::vector<std::uint64_t> ids;
+                for (const auto& [at, id] : s.arrivals) {
+                    ids.push_back(id);
                 }
-                // A storm whose digest still stands for firing alerts takes the new flood too.
+                if (s.members.empty()) {
+                    start_digest(name, s, ids, now);
+                } else {
+                    // A storm whose digest still stands for firing alerts takes the new flood too.
+                    s.members.insert(ids.begin(), ids.end());
+                    s.announced = false;
+                    storm_timers_.insert({now, name});
+                }
                 s.taking = true;
                 ++mute_epoch_;
-                for (const auto& [at, id] : s.arrivals) {
-                    s.members.insert(id);
-                }
-                storm_timers_.insert({now, name});
             } else {
                 schedule_storm_check(name, s, guard);
             }
         }
     }
 
-    // A new digest for storm `s`: it goes out at the next flush.
-    void start_digest(const std::string& name, storm_state& s, time_ms now)
+    // A new digest for storm `s` that stands for the alerts `ids`: it goes out at the next flush.
+    void start_digest(const std::string& name, storm_state& s, const std::vector<std::uint64_t>& ids, time_ms now)
     {
         ++mute_epoch_;
+        s.members.insert(ids.begin(), ids.end());
+        s.top_rank.reset();
+        s.top_severity.clear();
+        for (std::uint64_t id : ids) {
+            auto it = alerts_.find(id);
+            if (it == alerts_.end()) {
+                continue;
+            }
+            const std::string_view severity = it->second.current.labels.get("severity");
+            if (auto rank = severity_rank(severity); rank && (!s.top_rank || *rank > *s.top_rank)) {
+                s.top_rank = rank;
+                s.top_severity = std::string(severity);
+            }
+        }
+        s.announced_count = 0;
         s.announced = false;
         s.started_at = now;
         s.group_key = fmt::format("storm/{}@{}", name, now);
@@ -560,6 +598,12 @@ struct dispatcher::impl {
 
     void check_storms(time_ms now, std::vector<notification>& out)
     {
+        for (auto& [name, ended] : ended_storms_) {
+            if (const receiver_config* receiver = config_->find_receiver(name)) {
+                send_digest(*receiver, ended, now, true, out);
+            }
+        }
+        ended_storms_.clear();
         std::set<std::string> due;
         while (!storm_timers_.empty() && storm_timers_.begin()->first <= now) {
             due.insert(storm_timers_.begin()->second);
@@ -602,10 +646,11 @@ struct dispatcher::impl {
                 if (!s.announced && firing > 0) {
                     send_digest(*receiver, s, now, false, out);
                     s.announced = true;
+                    s.announced_count = s.members.size();
                 } else if (firing == 0) {
                     // Every alert of the digest resolved. While the flood goes on, new alerts
                     // start a new digest.
-                    if (s.announced) {
+                    if (s.announced_count > 0) {
                         send_digest(*receiver, s, now, true, out);
                     }
                     s.members.clear();
@@ -621,10 +666,24 @@ struct dispatcher::impl {
         }
     }
 
-    void send_digest(const receiver_config& receiver, const storm_state& s, time_ms now, bool resolved,
+    void send_digest(const receiver_config& receiver, storm_state& s, time_ms now, bool resolved,
                      std::vector<notification>& out)
     {
-        const alert digest = digest_alert(receiver, s, now, resolved);
+        alert digest;
+        if (resolved) {
+            // The labels it fired with, so receivers match the resolve to it.
+            digest = s.last_digest;
+            digest.ends_at = now;
+            digest.updated_at = now;
+            digest.annotations = {
+                {"description", fmt::format("Every one of the {} alerts this digest stood for has resolved.",
+                                            s.members.size())},
+                {"summary", fmt::format("Alert storm over for receiver {}", receiver.name)},
+            };
+        } else {
+            digest = digest_alert(receiver, s, now);
+            s.last_digest = digest;
+        }
         for (const auto& slot : integrations_of(receiver)) {
             if (resolved && !slot.send_resolved) {
                 continue;
@@ -644,12 +703,11 @@ struct dispatcher::impl {
 
     // The alert a digest notification carries: how many alerts the storm holds and how many
     // still fire, the labels all of them share, and the most common values of the others.
-    alert digest_alert(const receiver_config& receiver, const storm_state& s, time_ms now, bool resolved) const
+    alert digest_alert(const receiver_config& receiver, const storm_state& s, time_ms now) const
     {
-        std::size_t total = 0;
+        const std::size_t total = s.members.size();
+        std::size_t listed = 0; // members still held; resolved ones leave once announced
         std::size_t firing = 0;
-        std::optional<int> top_rank;
-        std::string top_severity;
         std::map<std::string, std::map<std::string, std::size_t>> values; // name -> value -> count
         for (std::uint64_t id : s.members) {
             auto it = alerts_.find(id);
@@ -657,12 +715,8 @@ struct dispatcher::impl {
                 continue;
             }
             const alert& a = it->second.current;
-            ++total;
+            ++listed;
             firing += a.resolved_at(now) ? 0 : 1;
-            if (auto rank = severity_rank(a.labels.get("severity")); rank && (!top_rank || *rank > *top_rank)) {
-                top_rank = rank;
-                top_severity = std::string(a.labels.get("severity"));
-            }
             for (const auto& l : a.labels.items()) {
                 ++values[l.name][l.value];
             }
@@ -670,7 +724,7 @@ struct dispatcher::impl {
         std::vector<std::string> shared;
         std::vector<std::pair<std::size_t, std::string>> varied; // (distinct values, name)
         for (const auto& [name, counts] : values) {
-            if (counts.size() == 1 && counts.begin()->second == total) {
+            if (counts.size() == 1 && counts.begin()->second == listed) {
                 shared.push_back(fmt::format("{}=\"{}\"", name, counts.begin()->first));
             } else {
                 varied.emplace_back(counts.size(), name);
@@ -702,18 +756,17 @@ struct dispatcher::impl {
         alert d;
         d.id = s.digest_id;
         std::vector<label> labels{{"alertname", "AlertStorm"}, {"receiver", receiver.name}};
-        if (!top_severity.empty()) {
-            labels.push_back({"severity", top_severity});
+        if (!s.top_severity.empty()) {
+            labels.push_back({"severity", s.top_severity});
         }
         d.labels = label_set(std::move(labels));
         d.starts_at = s.started_at;
-        d.ends_at = resolved ? now : 0;
         d.updated_at = now;
         d.source = "storm";
         d.annotations = {
             {"description",
-             fmt::format("{} of {} alerts still fire. Labels they all share: {}.{}{}\nEach alert is listed in "
-                         "GET /api/v1/alerts.",
+             fmt::format("{} of {} alerts still fire. Labels they all share: {}.{}{}\nEach alert stays listed "
+                         "in GET /api/v2/alerts.",
                          firing, total, shared.empty() ? "none" : fmt::format("{}", fmt::join(shared, ", ")),
                          top.empty() ? "" : "\nMost common values:", top)},
             {"summary", fmt::format("Alert storm: more than {} new alerts for receiver {} within {}; this digest "
@@ -1215,7 +1268,7 @@ struct dispatcher::impl {
     // Sends each escalation step its due share of the group: the firing alerts that nobody
     // acknowledged and that started at least `after` ago, and the resolves of alerts the step
     // announced. Returns false when a rate limit deferred a step (retry_at_ says until when).
-    bool notify_escalations(const group& g, const flush_lists& lists, time_ms now, std::vector<notification>& out)
+    bool notify_escalations(group& g, const flush_lists& lists, time_ms now, std::vector<notification>& out)
     {
         bool sent_all = true;
         time_ms retry_at = std::numeric_limits<time_ms>::max();
@@ -1253,7 +1306,7 @@ struct dispatcher::impl {
     // heard of as firing. At an escalation level only the latter, since it hears nothing else.
     // Returns false, changing nothing, when the receiver's rate_limit has no room for the
     // notification; retry_at_ is then the time it will.
-    bool notify_receiver(const group& g, const receiver_config& receiver, const std::string& log_key,
+    bool notify_receiver(group& g, const receiver_config& receiver, const std::string& log_key,
                          const std::vector<sorted_alert>& firing, const flush_lists& lists, std::uint32_t level,
                          bool force, time_ms now, std::vector<notification>& out)
     {
@@ -1265,6 +1318,11 @@ struct dispatcher::impl {
             bool send;
         };
         const std::vector<std::uint64_t> firing_fps = fingerprints_of(firing);
+        const auto deferred = g.deferred_firing.find(log_key);
+        auto was_deferred = [&deferred, &g](std::uint64_t fp) {
+            return deferred != g.deferred_firing.end() &&
+                   std::binary_search(deferred->second.begin(), deferred->second.end(), fp);
+        };
         std::vector<planned> plans;
         for (const auto& slot : integrations_of(receiver)) {
             integration_ref ref{receiver.name, slot.kind, slot.index};
@@ -1278,7 +1336,7 @@ struct dispatcher::impl {
                                                                                         previous->firing.end(),
                                                                                         a.fingerprint());
                 const bool audible = level == 0 && !lists.resolved_muted[i];
-                if (audible || (announced_firing && !flapping_quiet(a.id))) {
+                if (audible || ((announced_firing || was_deferred(a.fingerprint())) && !flapping_quiet(a.id))) {
                     resolved.push_back(lists.resolved[i]);
                 }
             }
@@ -1286,8 +1344,9 @@ struct dispatcher::impl {
                 continue;
             }
             std::vector<std::uint64_t> resolved_fps = fingerprints_of(resolved);
-            if (!force && !needs_update(previous, firing_fps, resolved_fps, slot.send_resolved,
-                                        g.route->repeat_interval, now)) {
+            const bool owed = std::any_of(resolved_fps.begin(), resolved_fps.end(), was_deferred);
+            if (!force && !owed &&
+                !needs_update(previous, firing_fps, resolved_fps, slot.send_resolved, g.route->repeat_interval, now)) {
                 continue;
             }
             // Without send_resolved the resolved alerts stay out, and a notification of
@@ -1302,7 +1361,14 @@ struct dispatcher::impl {
         const bool sends = std::any_of(plans.begin(), plans.end(), [](const planned& p) { return p.send; });
         if (sends && rate_limited(receiver, now)) {
             ++rate_limited_;
+            auto& owed = g.deferred_firing[log_key];
+            owed.insert(owed.end(), firing_fps.begin(), firing_fps.end());
+            std::sort(owed.begin(), owed.end());
+            owed.erase(std::unique(owed.begin(), owed.end()), owed.end());
             return false;
+        }
+        if (!plans.empty()) {
+            g.deferred_firing.erase(log_key);
         }
         for (auto& p : plans) {
             if (p.send) {
@@ -1481,12 +1547,18 @@ struct dispatcher::impl {
         quiet_groups_ = false;
         apply_saved_timers(saved);
 
-        // Storms of receivers that no longer have a storm guard end; their alerts are on their own.
+        // Storms of receivers that no longer have a storm guard end: their alerts are on their
+        // own, and an announced digest resolves at the next flush. The others are checked
+        // against their new settings at once.
         for (auto it = storms_.begin(); it != storms_.end();) {
             const receiver_config* receiver = config_->find_receiver(it->first);
             if (receiver == nullptr || !receiver->storm_guard.enabled()) {
+                if (receiver != nullptr && it->second.announced_count > 0 && !it->second.members.empty()) {
+                    ended_storms_.emplace_back(it->first, std::move(it->second));
+                }
                 it = storms_.erase(it);
             } else {
+                storm_timers_.insert({now, it->first});
                 ++it;
             }
         }
@@ -1674,6 +1746,7 @@ struct dispatcher::impl {
     // window starts empty, and the alerts of a storm are notified on their own.
     std::unordered_map<std::string, std::deque<time_ms>> sent_times_; // receiver -> notifications in its window
     std::map<std::string, storm_state> storms_;                      // by receiver name
+    std::vector<std::pair<std::string, storm_state>> ended_storms_;   // ended by a reload; resolves due
     std::set<std::pair<time_ms, std::string>> storm_timers_;          // (check at, receiver)
     time_ms retry_at_ = 0; // set when notify_receiver() defers: when the rate limit has room
     // Bumped by every change that can alter which alerts are muted; see unchanged_since_flush().
@@ -1718,6 +1791,9 @@ std::optional<time_ms> dispatcher::next_flush_at() const
     }
     if (!impl_->storm_timers_.empty()) {
         earliest(impl_->storm_timers_.begin()->first);
+    }
+    if (!impl_->ended_storms_.empty()) {
+        earliest(impl_->clock_.now_ms());
     }
     return next;
 }

@@ -884,3 +884,31 @@ receivers:
         CHECK(on_disk.find(s) == std::string::npos);
     }
 }
+
+TEST_CASE("pipeline: a sender's resolve without startsAt keeps the start of the alert it ends")
+{
+    delivery_pipeline p;
+    p.configure(hook_route);
+    p.open();
+    alert a;
+    a.labels = label_set{{"alertname", "FromPrometheus"}, {"instance", "h1"}};
+    a.id = a.labels.fingerprint();
+    a.source = "api";
+    a.starts_at = p.at(0);
+    a.updated_at = p.at(0);
+    std::string error;
+    REQUIRE(p.service().receive({a}, error));
+    p.run_until(p.at(minutes_ms(2)));
+    // Alertmanager's API fills a missing startsAt with the time of receipt.
+    alert resolve = a;
+    resolve.starts_at = p.at(minutes_ms(2));
+    resolve.ends_at = p.at(minutes_ms(2));
+    REQUIRE(p.service().receive({resolve}, error));
+    p.run_until(p.at(minutes_ms(10)));
+
+    const auto events = p.rx.accepted(receiver_kind::webhook);
+    REQUIRE(events.size() == 2);
+    const auto& resolved_alert = events[1].body.at("alerts").at(0);
+    CHECK(resolved_alert.at("status") == "resolved");
+    CHECK(resolved_alert.at("startsAt") == events[0].body.at("alerts").at(0).at("startsAt"));
+}
