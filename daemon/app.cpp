@@ -1588,9 +1588,11 @@ private:
         }
         return http_response::text(404, "not found: " + truncate_for_message(path) +
                                             "; endpoints: /api/v1/write, /api/v1/push, /api/v1/alerts, "
-                                            "/api/v1/rules, /api/v1/rules/{name}/override, /api/v1/overrides, "
-                                            "/api/v2/alerts, /api/v2/silences, /api/v2/silence/{id}, "
-                                            "/metrics, /-/healthy, /-/ready, /-/reload\n");
+                                            "/api/v1/alerts/{id}/ack, /api/v1/rules, /api/v1/rules/{name}/override, "
+                                            "/api/v1/overrides, /api/v1/report/noise, /api/v1/records, "
+                                            "/api/v1/outcomes, /api/v1/models, /api/v2/alerts, /api/v2/alerts/groups, "
+                                            "/api/v2/receivers, /api/v2/status, /api/v2/silences, "
+                                            "/api/v2/silence/{id}, /metrics, /-/healthy, /-/ready, /-/reload\n");
     }
 
     // Truncates an echoed request path to 200 bytes for responses and logs.

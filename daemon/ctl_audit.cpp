@@ -1,10 +1,12 @@
 #include "daemon/ctl_audit.hpp"
 
 #include <fstream>
+#include <set>
 #include <ostream>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "daemon/api.hpp"
 #include "daemon/terminal_text.hpp"
@@ -25,6 +27,11 @@ int run_audit_verify(const audit_command& cmd, std::ostream& out, std::ostream& 
     const runbooks::audit_verify_result result = runbooks::verify_audit_log(cmd.path);
     if (result.ok) {
         out << fmt::format("ok: {} records, chain intact\n", result.records);
+        if (!std::ifstream(cmd.path + ".head")) {
+            err << fmt::format("tocsinctl: warning: {}.head is missing, so records cut from the end of the log "
+                               "cannot be detected; the daemon writes it with every record\n",
+                               cmd.path);
+        }
         return 0;
     }
     err << fmt::format("tocsinctl: the audit log {} does not verify: {}; {} records before it are intact\n",
@@ -34,6 +41,16 @@ int run_audit_verify(const audit_command& cmd, std::ostream& out, std::ostream& 
 
 int run_audit_show(const audit_command& cmd, time_ms now, std::ostream& out, std::ostream& err)
 {
+    static const std::set<std::string> known_kinds = {"run_started", "step",        "approval",
+                                                      "override",    "notification", "skipped",
+                                                      "run_finished", "recovered",  "log_repaired"};
+    for (const auto& kind : cmd.kinds) {
+        if (!known_kinds.contains(kind)) {
+            err << fmt::format("tocsinctl: unknown --kind {}; expected one of {}\n", promql::quote(kind),
+                               fmt::join(known_kinds, ", "));
+            return 2;
+        }
+    }
     runbooks::audit_filter filter;
     filter.kinds.insert(cmd.kinds.begin(), cmd.kinds.end());
     filter.run_id = cmd.run_id;
@@ -57,12 +74,16 @@ int run_audit_show(const audit_command& cmd, time_ms now, std::ostream& out, std
         err << fmt::format("tocsinctl: {}\n", error);
         return 2;
     }
-    for (const auto& r : runbooks::filter_audit(records, filter)) {
+    const auto selected = runbooks::filter_audit(records, filter);
+    if (!cmd.json && !selected.empty()) {
+        out << fmt::format("{:>6}  {:<24}  {:<13} {:<12} {}\n", "SEQ", "TIME", "KIND", "ACTOR", "DETAILS");
+    }
+    for (const auto& r : selected) {
         if (cmd.json) {
             out << runbooks::canonical_json(r.to_json()) << '\n';
             continue;
         }
-        out << fmt::format("{:>6}  {}  {:<13} {:<12} {}\n", r.seq, format_rfc3339_ms(r.time), printable(r.kind),
+        out << fmt::format("{:>6}  {:<24}  {:<13} {:<12} {}\n", r.seq, format_rfc3339_ms(r.time), printable(r.kind),
                            printable(r.actor), printable(r.details.dump(-1, ' ', false,
                                                                         nlohmann::json::error_handler_t::replace)));
     }

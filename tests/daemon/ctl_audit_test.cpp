@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -101,7 +102,8 @@ TEST_CASE("audit show filters by kind, run and period")
     std::ostringstream out3;
     REQUIRE(run_audit_show(kinds, now, out3, err) == 0);
     const std::string listed = out3.str();
-    CHECK(std::count(listed.begin(), listed.end(), '\n') == 2);
+    CHECK(std::count(listed.begin(), listed.end(), '\n') == 3); // a header and two records
+    CHECK(listed.starts_with("   SEQ  TIME"));
 
     audit_command bad = on(path);
     bad.since = "yesterday";
@@ -109,6 +111,18 @@ TEST_CASE("audit show filters by kind, run and period")
     std::ostringstream err4;
     CHECK(run_audit_show(bad, now, out4, err4) == 2);
     CHECK(err4.str().find("invalid --since \"yesterday\"") != std::string::npos);
+
+    audit_command typo = on(path);
+    typo.kinds = {"steps"};
+    std::ostringstream err6;
+    CHECK(run_audit_show(typo, now, out4, err6) == 2);
+    CHECK(err6.str().find("unknown --kind \"steps\"; expected one of approval,") != std::string::npos);
+
+    std::filesystem::remove(path + ".head");
+    std::ostringstream out7;
+    std::ostringstream err7;
+    CHECK(run_audit_verify(on(path), out7, err7) == 0);
+    CHECK(err7.str().find(".head is missing") != std::string::npos);
 
     std::ostringstream err5;
     CHECK(run_audit_verify(on((dir.path() / "missing.jsonl").string()), out4, err5) == 2);
