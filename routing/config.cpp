@@ -650,6 +650,11 @@ void routing_loader::load_escalation(const YAML::Node& node, route_config& route
             check_.error(receiver, fmt::format("empty {}.receiver; expected the name of a receiver", item_field));
             continue;
         }
+        if (*name == route.receiver) {
+            ctx_.warn(receiver, fmt::format("{}.receiver is the route's own receiver {}, which then gets each "
+                                            "escalated alert twice; name the next receiver in the chain",
+                                            item_field, promql::quote(*name)));
+        }
         receiver_refs_.push_back({*name, receiver, item_field + ".receiver"});
         route.escalate.push_back({*delay, *name});
     }

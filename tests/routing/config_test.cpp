@@ -814,6 +814,10 @@ TEST_CASE("routing reads escalation steps, inherits them and rejects steps out o
     CHECK(contains(partial.errors, "route.escalate[0] needs after and receiver"));
     auto zero = load_text("route: {receiver: a, escalate: [{after: 0s, receiver: a}]}\nreceivers: [{name: a}]\n");
     CHECK(contains(zero.errors, "route.escalate[0].after must be greater than 0s"));
+    auto itself = load_text("route: {receiver: a, escalate: [{after: 5m, receiver: a}]}\nreceivers: [{name: a}]\n");
+    CHECK(itself.errors.empty());
+    CHECK(contains(itself.warnings, "route.escalate[0].receiver is the route's own receiver \"a\""));
+    CHECK_FALSE(contains(ok.warnings, "own receiver"));
 }
 
 TEST_CASE("routing reads a receiver's rate_limit and storm_guard and names the fix for bad ones")
