@@ -1205,6 +1205,43 @@ private:
         return http_response::json(200, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
+    // GET /api/v1/models/{model}/versions/{version}/reference?feature=F: the frozen or loaded
+    // reference of a feature (of the predictions without `feature`), in the form that a
+    // `stored:` reference in the schema reads, so a version's reference can be kept.
+    http_response model_reference(std::string_view model_text, std::string_view version_text,
+                                  const http_request& request)
+    {
+        if (!models_) {
+            return http_response::text(404, "model monitoring is off; set model_schemas in the config to a file of "
+                                            "model schemas (see docs/MODELS.md)\n");
+        }
+        auto model = percent_decode(model_text);
+        auto version = percent_decode(version_text);
+        auto query = parse_query(request.query);
+        if (!model || !version || !query || model->empty() || version->empty()) {
+            return http_response::text(400, "invalid path or query; expected /api/v1/models/<model>/versions/"
+                                            "<version>/reference?feature=<name>, with %XX escapes\n");
+        }
+        std::string feature;
+        for (const auto& [name, value] : *query) {
+            if (name != "feature") {
+                return http_response::text(400, fmt::format("unknown query parameter \"{}\"; expected feature",
+                                                            truncate_for_message(name)));
+            }
+            feature = value;
+        }
+        auto reference = models_->export_reference(*model, *version, feature);
+        if (!reference) {
+            return http_response::text(
+                404, fmt::format("no reference for model \"{}\" version \"{}\" {}; it has none until its "
+                                 "reference period ends, and the model, version and feature must exist\n",
+                                 truncate_for_message(*model), truncate_for_message(*version),
+                                 feature.empty() ? std::string("predictions")
+                                                 : "feature \"" + truncate_for_message(feature) + "\""));
+        }
+        return http_response::json(200, reference->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+
     // Publishes every figure of the monitored models as a sample of the series
     // tocsin_model{model, version, feature, metric}, every 5 s, so ordinary rules alert on them.
     void publish_model_figures()
@@ -1457,6 +1494,12 @@ private:
                 return method_not_allowed("GET, HEAD");
             }
             const std::string_view rest = std::string_view(path).substr(std::string_view("/api/v1/models").size());
+            if (const auto versions = rest.find("/versions/"); versions != std::string_view::npos &&
+                                                                rest.ends_with("/reference")) {
+                const std::string_view version = rest.substr(
+                    versions + 10, rest.size() - versions - 10 - std::string_view("/reference").size());
+                return model_reference(rest.substr(1, versions - 1), version, request);
+            }
             auto name = percent_decode(rest.empty() ? rest : rest.substr(1));
             if (!name) {
                 return http_response::text(400, "invalid model name in the path; expected /api/v1/models/<name> with "

@@ -177,6 +177,13 @@ class models_test(unittest.TestCase):
         harness.wait_until("the three alerts", lambda: self.firing() >= expected, TIMEOUT_S)
         self.assertEqual(self.firing(), expected)
 
+        # The reference can be exported, in the form a stored reference reads.
+        exported = harness.http("GET", self.url("/api/v1/models/churn/versions/v1/reference?feature=income"))
+        self.assertEqual(exported.status, 200, exported.text)
+        self.assertIn("edges", exported.json())
+        missing = harness.http("GET", self.url("/api/v1/models/churn/versions/v9/reference?feature=income"))
+        self.assertEqual(missing.status, 404, missing.text)
+
     def test_bad_records_are_reported_by_index_and_the_rest_kept(self):
         now_ms = int(time.time() * 1000)
         good = {"model": "churn", "version": "v1", "timestamp": now_ms, "id": "ok",
