@@ -55,32 +55,6 @@ std::optional<std::string> percent_decode(std::string_view text)
     return out;
 }
 
-int json_nesting_depth(std::string_view body)
-{
-    int depth = 0;
-    int deepest = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < body.size(); ++i) {
-        const char c = body[i];
-        if (in_string) {
-            if (c == '\\') {
-                ++i;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            deepest = std::max(deepest, ++depth);
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return deepest;
-}
-
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query)
 {
     std::vector<std::pair<std::string, std::string>> out;

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "rules/json_depth.hpp"
+
 namespace tocsin {
 
 struct http_request {
@@ -40,9 +42,7 @@ std::optional<std::string> percent_decode(std::string_view text);
 // reads as a space, as HTML forms send it. Returns nullopt for a malformed escape.
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 
-// Returns the deepest nesting of arrays and objects in a JSON text, skipping strings, so a
-// handler can reject a hostile body before a parser or a printer recurses into it.
-int json_nesting_depth(std::string_view body);
+// json_nesting_depth() comes from rules/json_depth.hpp.
 
 // Called on the server's event loop thread for every complete request.
 using http_handler = std::function<http_response(const http_request&)>;

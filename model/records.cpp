@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "rules/json_depth.hpp"
 #include "rules/sample_time.hpp"
 
 namespace tocsin::model {
@@ -235,7 +236,7 @@ bool split_array(std::string_view body, const record_limits& limits, std::vector
 
 bool split_lines(std::string_view body, const record_limits& limits, std::vector<element>& out, std::string& error)
 {
-    if (json_depth(body) > limits.max_depth) {
+    if (json_nesting_depth(body) > limits.max_depth) {
         error = fmt::format("the body nests arrays and objects more than {} deep; send flat records", limits.max_depth);
         return false;
     }
@@ -702,32 +703,6 @@ std::string quote_value(std::string_view text)
         return "\"" + escape_bytes(text) + "\"";
     }
     return fmt::format("\"{}\"... ({} bytes)", escape_bytes(text.substr(0, shown_bytes)), text.size());
-}
-
-int json_depth(std::string_view text)
-{
-    int depth = 0;
-    int deepest = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (c == '\\') {
-                ++i;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            deepest = std::max(deepest, ++depth);
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return deepest;
 }
 
 std::optional<time_ms> parse_rfc3339(std::string_view text, std::string& error)

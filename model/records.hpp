@@ -144,10 +144,6 @@ record_batch parse_records(std::string_view body, std::string_view content_type,
 outcome_batch parse_outcomes(std::string_view body, std::string_view content_type, const schema_set& schemas,
                              const record_limits& limits = {});
 
-// Returns the deepest nesting of arrays and objects in a JSON text, skipping strings. The same
-// check as json_nesting_depth in daemon/http_types.hpp, which tocsin_model cannot link.
-int json_depth(std::string_view text);
-
 // Parses an RFC 3339 timestamp with a time zone ("2024-05-01T12:00:00Z",
 // "2024-05-01T14:00:00.250+02:00"). Returns std::nullopt and sets `error` ("what is wrong; the
 // fix").

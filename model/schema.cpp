@@ -12,6 +12,7 @@
 
 #include "model/records.hpp"
 #include "rules/file_read.hpp"
+#include "rules/json_depth.hpp"
 #include "rules/yaml_check.hpp"
 
 namespace tocsin::model {
@@ -590,7 +591,7 @@ void schema_loader::read_reference_file(const std::string& path, std::vector<ref
         if (text.find_first_not_of(" \t\r") == std::string_view::npos) {
             continue;
         }
-        if (json_depth(text) > max_reference_line_depth) {
+        if (json_nesting_depth(text) > max_reference_line_depth) {
             check_.error(mark, fmt::format("{}:{}: the record nests more than {} deep; write one flat record per "
                                            "line",
                                            path, line, max_reference_line_depth));

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/schema.hpp"
+#include "rules/json_depth.hpp"
 
 using namespace tocsin::model;
 
@@ -296,7 +297,7 @@ TEST_CASE("hostile record bodies are bounded")
         const std::string bomb(1'000'000, '[');
         CHECK(parse_records(bomb, "", schemas()).status == body_status::malformed);
         CHECK(parse_records(std::string(1'000'000, '{'), "", schemas()).status == body_status::malformed);
-        CHECK(json_depth(bomb) == 1'000'000);
+        CHECK(tocsin::json_nesting_depth(bomb) == 1'000'000);
     }
     SECTION("unbalanced and trailing text")
     {
