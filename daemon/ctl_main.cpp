@@ -103,6 +103,13 @@ int test_routes(const std::string& path, const std::vector<std::string>& label_a
                         "see the warnings of tocsinctl check)\n",
                         route->receiver.c_str());
         }
+        // Escalation steps are listed on their own lines; --verify-receivers compares the
+        // routes' own receivers only, as amtool does.
+        for (std::size_t i = 0; i < route->escalate.size(); ++i) {
+            std::printf("\tescalates to %s after %s when not acknowledged (step %zu)\n",
+                        route->escalate[i].receiver.c_str(),
+                        tocsin::format_duration(route->escalate[i].after).c_str(), i + 1);
+        }
         receivers.push_back(route->receiver);
     }
     if (!expected.empty()) {

@@ -9,6 +9,7 @@ there as one digest, and the alerts stay listed in the API.
 
 import json
 import os
+import subprocess
 import time
 import unittest
 
@@ -164,6 +165,20 @@ class fatigue_test(unittest.TestCase):
         self.assertEqual(shown.status, 200, shown.text)
         self.assertEqual(shown.json()["acknowledged"]["by"], "bob")
         self.assertEqual(shown.json()["acknowledged"]["comment"], "still on it")
+
+    def test_routes_test_lists_the_escalation_steps(self):
+        tocsinctl = os.path.join(ARGS.bin_dir, "tocsinctl")
+        config = os.path.join(self.dir.path, "tocsin.yaml")
+        done = subprocess.run([tocsinctl, "routes", "test", "--config", config, "alertname=ModelLatencyHigh",
+                               "--verify-receivers", "oncall"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("oncall\troute={}", done.stdout)
+        self.assertIn("\tescalates to lead after 3s when not acknowledged (step 1)", done.stdout)
+        data = subprocess.run([tocsinctl, "routes", "test", "--config", config, "alertname=X", "team=data"],
+                              capture_output=True, text=True, timeout=30)
+        self.assertEqual(data.returncode, 0, data.stderr)
+        self.assertIn("data-science", data.stdout)
+        self.assertNotIn("escalates", data.stdout)  # escalate: [] turns it off below
 
     def test_storm_guard_sends_one_digest_for_a_flood(self):
         now = time.time()
