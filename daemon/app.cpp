@@ -1273,9 +1273,9 @@ private:
         flush_events();
     }
 
-    // GET shows an alert's acknowledgement. POST records one for a firing alert, which stops its
-    // escalation; DELETE withdraws it. Both need an admin token, as silences do, and answer once
-    // the change is saved.
+    // Serves /api/v1/alerts/{id}/ack. GET returns the acknowledgement, POST records one for a
+    // firing alert (which stops its escalation) and DELETE withdraws it. POST and DELETE need an
+    // admin token, as silences do, and respond once the change is saved.
     http_response handle_ack(const http_request& request, std::uint64_t id)
     {
         const auto& method = request.method;

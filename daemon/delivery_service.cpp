@@ -210,8 +210,8 @@ void delivery_service::upsert_from_event(const alert_event& e)
 // they have.
 void delivery_service::keep_news(std::vector<history_row> rows, std::vector<history_row>& history)
 {
-    // Entries leave when their episode resolves; alerts dropped otherwise (by a reload) would
-    // stay, so the set starts over past this size, which only keeps a few rows more.
+    // Entries leave when their episode resolves. Alerts dropped otherwise (by a reload) would
+    // stay, so the map starts over past this size, which only keeps a few rows more.
     constexpr std::size_t max_recorded_episodes = 1'000'000;
     if (recorded_episodes_.size() > max_recorded_episodes) {
         recorded_episodes_.clear();

@@ -97,7 +97,7 @@ text_pairs label_views(const label_set& labels)
     return out;
 }
 
-// Annotations as a JSON object holds them: sorted by name, the last of equal names kept.
+// Returns the annotations as a JSON object has them: sorted by name, the last of equal names kept.
 text_pairs annotation_views(const annotation_list& annotations)
 {
     text_pairs out;

@@ -144,9 +144,9 @@ struct receiver_rate_limit {
 
 // More than max_new_alerts new alerts for one receiver within window start a storm (a tocsin
 // key, receivers[].storm_guard). One digest notification (counts, shared labels, top values)
-// stands for the alerts of the storm; they stay listed in the API. The storm takes no more
-// alerts once the window holds max_new_alerts or fewer arrivals, and its digest resolves when
-// the last of its alerts resolves.
+// replaces the notifications of the storm's alerts, which stay listed in the API. The storm
+// takes no more alerts once the window contains max_new_alerts or fewer arrivals, and its
+// digest resolves when the last of its alerts resolves.
 struct storm_guard_config {
     std::uint32_t max_new_alerts = 0; // 0: off
     milliseconds window{0};

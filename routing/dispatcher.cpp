@@ -143,9 +143,9 @@ struct dispatcher::impl {
         // Set when an alert of the group starts or stops flapping: the next flush notifies
         // even when the log shows the receiver already has this state.
         bool force_notify = false;
-        // What a tick needs to know to skip a group whose notifications cannot differ from its
-        // last flush: whether its alerts changed since, the mute epoch and time muting it was
-        // flushed with, and when it changes by itself (an alert's end, a reminder), 0 for never.
+        // The state a tick compares to skip a group whose notifications cannot differ from its
+        // last flush. recheck_at is when the group changes by itself (an alert's end or a
+        // reminder), 0 for never.
         bool changed = true;
         std::uint64_t mute_epoch = 0;
         bool time_muted = false;
@@ -174,7 +174,7 @@ struct dispatcher::impl {
         time_ms started_at = 0;
         std::string group_key; // of the digest notifications
         std::uint64_t digest_id = 0;
-        // The highest severity among the alerts that started the storm; a later alert of a
+        // The highest severity among the alerts that started the storm. A later alert of a
         // higher severity is notified on its own, so a storm of warnings hides no page.
         std::optional<int> top_rank;
         std::string top_severity;
@@ -582,8 +582,8 @@ struct dispatcher::impl {
         }
     }
 
-    // Times the next look at a storm: while it takes alerts, when the window will hold
-    // max_new_alerts or fewer arrivals; otherwise when its arrivals leave the window.
+    // Schedules the next check of a storm. While it takes alerts, that is when the window will
+    // contain max_new_alerts or fewer arrivals, otherwise when its arrivals leave the window.
     void schedule_storm_check(const std::string& name, const storm_state& s, const storm_guard_config& guard)
     {
         if (s.arrivals.empty()) {
@@ -701,7 +701,7 @@ struct dispatcher::impl {
         }
     }
 
-    // The alert a digest notification carries: how many alerts the storm holds and how many
+    // Builds the alert of a digest notification: how many alerts the storm contains and how many
     // still fire, the labels all of them share, and the most common values of the others.
     alert digest_alert(const receiver_config& receiver, const storm_state& s, time_ms now) const
     {
@@ -1265,9 +1265,9 @@ struct dispatcher::impl {
         }
     }
 
-    // Sends each escalation step its due share of the group: the firing alerts that nobody
-    // acknowledged and that started at least `after` ago, and the resolves of alerts the step
-    // announced. Returns false when a rate limit deferred a step (retry_at_ says until when).
+    // Sends each escalation step its due share of the group: the unacknowledged firing alerts
+    // that started at least `after` ago, and the resolves of alerts the step announced. Returns
+    // false when a rate limit deferred a step; retry_at_ is then when it has room.
     bool notify_escalations(group& g, const flush_lists& lists, time_ms now, std::vector<notification>& out)
     {
         bool sent_all = true;

@@ -22,7 +22,7 @@
 // - A rise in an alert's severity flushes its groups at once instead of at their next tick.
 // - A route inside one of its mute_time_intervals, or outside all its active_time_intervals,
 //   sends no firing alerts. Its groups announce them at the first tick after the window.
-// - Escalation (route.escalate): a firing alert that nobody acknowledged `after` its start is
+// - Escalation (route.escalate): an unacknowledged firing alert `after` its start is
 //   also sent to the step's receiver, under its own notification log entry, and that receiver
 //   hears its resolve. Steps are checked at the moment they fall due, not at the next tick.
 // - A receiver's rate_limit defers a group's notification until the window has room; the group

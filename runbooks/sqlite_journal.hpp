@@ -4,7 +4,7 @@
 // survives a crash or kill -9.
 //
 // Rows are events (run_created, step_started, ...) with a JSON body, appended in order. Opening
-// the file replays them into a memory_journal, which answers load(). A row that cannot be read
+// the file replays them into a memory_journal, which load() returns. A row that cannot be read
 // (edited by hand, cut by a disk error) is skipped and counted in damaged_rows(); the runs it
 // belonged to then load with what the other rows say. forget() deletes the rows of the runs and
 // skips it drops.

@@ -1,4 +1,4 @@
-// The acknowledgement API's request parser, path form and answer.
+// The acknowledgement API's request parser, path form and response body.
 
 #include <catch2/catch.hpp>
 
@@ -20,7 +20,7 @@ TEST_CASE("ack request bodies name who acknowledges, with an optional comment")
     CHECK(no_comment.comment.empty());
 }
 
-TEST_CASE("ack request bodies that are malformed, hostile or oversized are rejected with the fix")
+TEST_CASE("ack rejects bad bodies")
 {
     CHECK(parse_ack_request("").error ==
           "the request body is not a JSON object; expected {\"by\": \"<name>\", \"comment\": \"<text>\"}");

@@ -1,9 +1,9 @@
 """Escalation, acknowledgements and the storm guard, end to end.
 
 tocsind takes alerts on POST /api/v2/alerts and delivers to tocsin-fake-receivers, which checks
-every payload against Alertmanager's webhook format. An alert nobody acknowledges reaches the
-escalation receiver after the step's delay; an acknowledged one does not until the
-acknowledgement is withdrawn. A flood of new alerts for a receiver with a storm guard arrives
+every payload against Alertmanager's webhook format. An unacknowledged alert reaches the escalation
+receiver after the step's delay. An acknowledged one does not until the acknowledgement is
+withdrawn. A flood of new alerts for a receiver with a storm guard arrives
 there as one digest, and the alerts stay listed in the API.
 """
 
@@ -157,7 +157,7 @@ class fatigue_test(unittest.TestCase):
 
         self.assertEqual(harness.metric_value(self.daemon.metrics(), "tocsin_escalations_total"), 2)
 
-        # An acknowledgement survives a kill -9 of tocsind: it was saved before the answer.
+        # An acknowledgement survives a kill -9 of tocsind, because it is saved before the response.
         self.assertEqual(self.ack("POST", canary, {"by": "bob", "comment": "still on it"}).status, 200)
         self.daemon.kill()
         self.daemon.start()

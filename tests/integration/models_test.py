@@ -153,7 +153,7 @@ class models_test(unittest.TestCase):
         return {(a["labels"]["alertname"], a["labels"].get("feature", ""))
                 for a in self.daemon.alerts() if a["state"] == "firing"}
 
-    def test_drift_missing_values_and_accuracy_fire_for_the_right_feature(self):
+    def test_drift_alerts_name_the_feature(self):
         self.stream(600, drifted=False)
         before = self.figures()
         self.assertLess(before["features"]["income"]["psi"]["value"], 0.1)
@@ -184,7 +184,7 @@ class models_test(unittest.TestCase):
         missing = harness.http("GET", self.url("/api/v1/models/churn/versions/v9/reference?feature=income"))
         self.assertEqual(missing.status, 404, missing.text)
 
-    def test_bad_records_are_reported_by_index_and_the_rest_kept(self):
+    def test_bad_records_reported_by_index(self):
         now_ms = int(time.time() * 1000)
         good = {"model": "churn", "version": "v1", "timestamp": now_ms, "id": "ok",
                 "features": {"income": 1000, "tenure": 3, "plan": "pro"}, "prediction": 0.2}

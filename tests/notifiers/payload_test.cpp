@@ -804,7 +804,7 @@ TEST_CASE("webhook max_alerts truncates and counts")
     CHECK(result.messages[0].alert_count == 5);
 }
 
-// The webhook body is written directly; it must say what the template data says, for any text.
+// The webhook body is written directly, so it must carry the same values as the template data.
 TEST_CASE("webhook body agrees with the template data for hostile text")
 {
     receiver_config r;

@@ -62,7 +62,7 @@ TEST_CASE("escalation sends a firing alert to each step's receiver when its dela
     CHECK(h.d->stats().escalations == 4);
 }
 
-TEST_CASE("escalation goes out when its step falls on a tick with nothing new for the group")
+TEST_CASE("escalation on a quiet tick")
 {
     route_config root = make_root({"alertname"}, 30 * sec, 1 * minute, 4 * hour);
     root.escalate = {{milliseconds(2 * minute + 30 * sec), "lead"}};
@@ -206,7 +206,7 @@ TEST_CASE("a rate limit that is never reached changes nothing")
     CHECK(h.d->stats().rate_limited == 0);
 }
 
-TEST_CASE("the storm guard sends one digest for a flood and resolves it with the last alert, but not a page")
+TEST_CASE("storm digest replaces a flood")
 {
     receiver_config hook = webhook_receiver("hook");
     hook.storm_guard = {3, milliseconds(5 * minute)};
@@ -284,7 +284,7 @@ TEST_CASE("the storm guard lets through as many new alerts as it allows")
     CHECK(h.d->stats().storms_started == 0);
 }
 
-TEST_CASE("a digest goes out again when its flood doubles, and a reload that removes the guard resolves it")
+TEST_CASE("storm digest repeats and resolves on reload")
 {
     receiver_config hook = webhook_receiver("hook");
     hook.storm_guard = {2, milliseconds(5 * minute)};
