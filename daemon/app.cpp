@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <map>
 #include <optional>
 #include <set>
@@ -26,6 +27,8 @@
 #include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/noise_report.hpp"
+#include "daemon/runbook_api.hpp"
+#include "daemon/runbook_service.hpp"
 #include "daemon/overrides.hpp"
 #include "daemon/state_store.hpp"
 #include "model/records.hpp"
@@ -199,6 +202,9 @@ public:
         if (!config_.routing->present) {
             log_->warn("the configuration has no route; alerts are visible in the API but no notifications are sent");
         }
+        if (!open_audit_log() || !start_runbooks(config_)) {
+            return 1;
+        }
         flush_events();
 
         try {
@@ -257,6 +263,7 @@ private:
             silences_.collect_garbage(clock_.now_ms());
             save_silence_changes();
             engine_.tick();
+            tick_runbooks();
             flush_events();
             report_series_limit();
             if (config_.main.baseline_snapshot_interval.count() > 0 &&
@@ -337,6 +344,7 @@ private:
 
     void finish_shutdown()
     {
+        stop_runbooks();
         flush_events();
         delivery_->stop();
         delivery_timer_.cancel();
@@ -611,6 +619,7 @@ private:
         silences_.set_limits(loaded->main.silences);
         delivery_->set_history_retention(loaded->main.history_retention);
         replace_models(*loaded);
+        replace_runbooks(*loaded);
         config_ = std::move(*loaded);
         if (!options_.log_level.empty()) {
             set_log_level(options_.log_level);
@@ -680,6 +689,20 @@ private:
                             o.rule_name, changes, format_rfc3339_ms(o.expires_at), o.author,
                             o.token_name.empty() ? "-" : o.token_name, o.reason,
                             deleted_by.empty() ? std::string() : " deleted_by=" + deleted_by);
+        nlohmann::json details = {{"event", what},
+                                  {"rule", o.rule_name},
+                                  {"tiers", changes},
+                                  {"expires_at", format_rfc3339_ms(o.expires_at)},
+                                  {"token", o.token_name},
+                                  {"reason", o.reason}};
+        if (!deleted_by.empty()) {
+            details["deleted_by"] = deleted_by;
+        }
+        if (std::string_view(what) == "override restored") {
+            return; // a restart, not a change
+        }
+        append_audit("threshold_override", o.author.empty() ? (o.token_name.empty() ? "tocsin" : o.token_name) : o.author,
+                     std::move(details));
     }
 
     void remove_stored_override(const std::string& rule_name)
@@ -1079,6 +1102,218 @@ private:
         return http_response::json(200, list.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
+    // ---- audit log and runbooks ----
+
+    std::string audit_log_path(const main_config& main) const
+    {
+        return main.runbooks.audit_log.empty() ? main.state_dir + "/audit.log" : main.runbooks.audit_log;
+    }
+
+    // The audit log records automated responses and people's changes (threshold overrides). A
+    // log that does not verify stops the start: it must be moved aside by a person.
+    bool open_audit_log()
+    {
+        std::string error;
+        const std::string path = audit_log_path(config_.main);
+        audit_ = runbooks::audit_log::open(path, clock_, error);
+        if (!audit_) {
+            log_->error("cannot open the audit log {}: {}; move the file aside to start a new log", path, error);
+            return false;
+        }
+        // The head (seq and hash) in the daemon's log, so a copy of it lives outside the file.
+        log_->info("audit log {}: {} records, head {}", path, audit_->last_seq(), audit_->last_hash());
+        return true;
+    }
+
+    void append_audit(const std::string& kind, const std::string& actor, nlohmann::json details)
+    {
+        if (!audit_) {
+            return;
+        }
+        try {
+            audit_->append(kind, actor, std::move(details));
+        } catch (const std::exception& e) {
+            ++audit_failures_;
+            log_->error("cannot append to the audit log {}: {}", audit_->path(), e.what());
+        }
+    }
+
+    static std::string runbooks_digest(const loaded_config& c)
+    {
+        std::string text;
+        for (const auto& path : c.runbook_file_paths) {
+            text += path + '\0' + file_digest(path) + '\0';
+        }
+        const auto& r = c.main.runbooks;
+        for (const auto& p : r.allowed_programs) {
+            text += p + '\0';
+        }
+        text += fmt::format("{}|{}|{}|{}|{}", r.dry_run, r.output_limit, r.forget_after.count(), r.default_receiver,
+                            c.routing->root.receiver);
+        return text;
+    }
+
+    // Builds the runbook engine for `c` and resumes what the previous process left. Without
+    // runbooks there is no engine. Returns false when the journal cannot be opened.
+    bool start_runbooks(const loaded_config& c)
+    {
+        runbooks_digest_ = runbooks_digest(c);
+        if (c.runbooks.empty()) {
+            return true;
+        }
+        runbook_service_options options;
+        options.journal_path = c.main.state_dir + "/runbooks.db";
+        options.audit = audit_.get();
+        options.allowed_programs = c.main.runbooks.allowed_programs;
+        options.dry_run = c.main.runbooks.dry_run;
+        options.output_limit = c.main.runbooks.output_limit;
+        options.forget_after = c.main.runbooks.forget_after;
+        options.default_receiver =
+            c.main.runbooks.default_receiver.empty() ? c.routing->root.receiver : c.main.runbooks.default_receiver;
+        runbook_callbacks callbacks;
+        callbacks.send = [this](const runbook_message& m, std::string& error) { return send_runbook_message(m, error); };
+        callbacks.annotate = [this](std::uint64_t id, const std::string& text, bool announce) {
+            delivery_->annotate(id, std::string(runbook_actions_annotation), text, announce);
+        };
+        callbacks.current = [this](std::uint64_t id) { return delivery_->groups().find(id); };
+        callbacks.lookup = [this](std::uint64_t fingerprint, time_ms episode) -> std::optional<std::uint64_t> {
+            for (const auto& a : delivery_->groups().alerts()) {
+                if (a.fingerprint() == fingerprint && a.starts_at == episode) {
+                    return a.id;
+                }
+            }
+            return std::nullopt;
+        };
+        callbacks.rolled_back = [this](const runbook_rollback& r) { send_change_events(r); };
+        callbacks.log = [this](const std::string& line) { runbook_log_->info("{}", line); };
+        std::string error;
+        runbooks_ = runbook_service::open(c.runbooks, clock_, std::move(options), std::move(callbacks), error);
+        if (!runbooks_) {
+            log_->error("cannot start runbooks: {}", error);
+            return false;
+        }
+        for (const auto& line : runbooks_->recover()) {
+            runbook_log_->warn("{}", line);
+        }
+        delivery_->set_alert_observer([this](const alert& a, const mute_status& mute) {
+            if (runbooks_) {
+                runbooks_->observe(a, mute);
+            }
+        });
+        delivery_->set_escalation_observer([this](const alert& a, std::uint32_t level, const mute_status& mute) {
+            if (runbooks_) {
+                runbooks_->escalated(a, level, mute);
+            }
+        });
+        runbook_log_->info("{} runbooks loaded from {} files{}", c.runbooks.size(), c.runbook_file_paths.size(),
+                           c.main.runbooks.dry_run ? "; runbooks.dry_run is on: steps are logged, nothing runs" : "");
+        return true;
+    }
+
+    void tick_runbooks()
+    {
+        if (pending_runbooks_ && (!runbooks_ || runbooks_->engine().idle())) {
+            // Steps that were running have ended and their results are in; the new engine
+            // recovers from the same journal.
+            if (runbooks_) {
+                runbooks_->tick();
+            }
+            runbooks_.reset();
+            delivery_->set_alert_observer(nullptr);
+            delivery_->set_escalation_observer(nullptr);
+            auto next = std::move(pending_runbooks_);
+            pending_runbooks_.reset();
+            if (!start_runbooks(*next)) {
+                log_->error("runbooks are off until the next successful reload or restart");
+            }
+        }
+        if (runbooks_) {
+            runbooks_->tick();
+        }
+    }
+
+    // A reload that changes runbooks replaces the engine once no step is running, so a running
+    // step is never cut off and recorded as interrupted.
+    void replace_runbooks(const loaded_config& next)
+    {
+        if (runbooks_digest(next) == runbooks_digest_) {
+            return;
+        }
+        pending_runbooks_ = std::make_unique<loaded_config>(next);
+        runbook_log_->info("runbooks changed: {} runbooks from {} files take over once no step is running",
+                           next.runbooks.size(), next.runbook_file_paths.size());
+    }
+
+    // Lets steps in flight end within shutdown_timeout, so the journal records their results.
+    void stop_runbooks()
+    {
+        if (!runbooks_) {
+            return;
+        }
+        const auto deadline = std::chrono::steady_clock::now() + config_.main.shutdown_timeout;
+        while (!runbooks_->engine().idle() && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        if (!runbooks_->engine().idle()) {
+            runbook_log_->warn("steps still running at shutdown; the next start treats them as interrupted");
+        }
+        runbooks_->tick();
+        runbooks_.reset();
+    }
+
+    bool send_runbook_message(const runbook_message& m, std::string& error)
+    {
+        direct_message d;
+        d.receiver = m.receiver;
+        d.key = m.run_id + ":" + m.purpose + (m.step.empty() ? "" : ":" + m.step);
+        std::vector<label> labels = {{"alertname", "TocsinRunbook"},
+                                     {"runbook", m.runbook},
+                                     {"run_id", m.run_id},
+                                     {"purpose", m.purpose},
+                                     {"severity", m.purpose == "notify" ? "info" : "critical"}};
+        if (!m.step.empty()) {
+            labels.push_back({"step", m.step});
+        }
+        if (auto name = m.alert_labels.get("alertname"); !name.empty()) {
+            labels.push_back({"alert", std::string(name)});
+        }
+        d.labels = label_set(std::move(labels));
+        d.text = m.text;
+        return delivery_->send_direct(d, error);
+    }
+
+    // A rollback is a change to the system: it goes to the PagerDuty integrations of the
+    // receivers that the alert routes to, as a change event on their service's timeline.
+    void send_change_events(const runbook_rollback& r)
+    {
+        std::vector<std::string> receivers;
+        if (r.alert_id != 0) {
+            receivers = delivery_->receivers_of(r.alert_id);
+        }
+        if (receivers.empty()) {
+            receivers.push_back(config_.routing->root.receiver);
+        }
+        change_event e;
+        const auto alertname = r.alert_labels.get("alertname");
+        e.summary = fmt::format("tocsin runbook {} rolled back{} (step {}, run {})", r.runbook,
+                                alertname.empty() ? std::string() : fmt::format(" after {}", alertname), r.step,
+                                r.run_id);
+        e.source = "tocsin";
+        e.timestamp = r.at;
+        nlohmann::json labels = nlohmann::json::object();
+        for (const auto& l : r.alert_labels.items()) {
+            labels[l.name] = l.value;
+        }
+        e.custom_details = {{"runbook", r.runbook}, {"run_id", r.run_id}, {"step", r.step},
+                            {"detail", r.detail},   {"alert_labels", std::move(labels)}};
+        e.links.emplace_back(fmt::format("{}/api/v1/runbooks/runs/{}", config_.main.external_url, r.run_id),
+                             "Runbook run in tocsin");
+        std::string error;
+        if (delivery_->send_change_event(receivers, e, error) < 0) {
+            runbook_log_->error("cannot queue the PagerDuty change event of run {}: {}", r.run_id, error);
+        }
+    }
+
     // ---- model monitoring ----
 
     static std::string file_digest(const std::string& path)
@@ -1276,6 +1511,122 @@ private:
     // Serves /api/v1/alerts/{id}/ack. GET returns the acknowledgement, POST records one for a
     // firing alert (which stops its escalation) and DELETE withdraws it. POST and DELETE need an
     // admin token, as silences do, and respond once the change is saved.
+    // Runbook runs and the audit log can reveal what tocsin did and lets a caller approve
+    // risky steps, so every endpoint needs an admin token, and none works without one.
+    std::variant<std::string, http_response> authorize_admin(const http_request& request, std::string_view what)
+    {
+        const auto& auth = config_.main.auth;
+        if (auth.admin_tokens.empty()) {
+            return http_response::text(
+                403, fmt::format("{} is disabled because no admin token is configured; add auth.admin_token_files "
+                                 "to {}, reload, and send Authorization: Bearer <token>\n",
+                                 what, options_.config_path));
+        }
+        std::size_t matched = 0;
+        if (auto denied = check_token(request, auth.admin_tokens, &matched)) {
+            return *denied;
+        }
+        return token_name(auth.admin_token_files, matched);
+    }
+
+    static std::string dump(const nlohmann::json& j)
+    {
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+
+    http_response handle_runbooks(const http_request& request)
+    {
+        const auto& path = request.path;
+        const bool is_get = request.method == "GET" || request.method == "HEAD";
+        if (path == "/api/v1/audit") {
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            auto auth = authorize_admin(request, "the audit log API");
+            if (auto* denied = std::get_if<http_response>(&auth)) {
+                return *denied;
+            }
+            return audit_response(audit_log_path(config_.main), request.query, clock_.now_ms());
+        }
+        auto auth = authorize_admin(request, "the runbook API");
+        if (auto* denied = std::get_if<http_response>(&auth)) {
+            return *denied;
+        }
+        if (!runbooks_) {
+            if (path == "/api/v1/runbooks" || path == "/api/v1/runbooks/runs") {
+                return is_get ? http_response::json(200, path == "/api/v1/runbooks" ? "[]" : R"({"runs":[],"skips":[]})")
+                              : method_not_allowed("GET, HEAD");
+            }
+            return http_response::text(404, fmt::format("no runbooks are configured; add runbooks.files to {}\n",
+                                                        options_.config_path));
+        }
+        auto& engine = runbooks_->engine();
+        if (path == "/api/v1/runbooks") {
+            return is_get ? http_response::json(200, dump(runbook_list_json(engine.runbooks())))
+                          : method_not_allowed("GET, HEAD");
+        }
+        if (path == "/api/v1/runbooks/runs") {
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            std::string error;
+            const runs_query q = parse_runs_query_string(request.query, error);
+            if (!error.empty()) {
+                return http_response::text(400, error + "\n");
+            }
+            return http_response::json(200, dump(runs_response(engine.runs(), engine.skips(), q)));
+        }
+        const run_path target = parse_run_path(path);
+        if (!target.matched) {
+            return http_response::text(404, "unknown runbook endpoint; expected /api/v1/runbooks, "
+                                            "/api/v1/runbooks/runs or /api/v1/runbooks/runs/<id>[/approve|reject|cancel]\n");
+        }
+        if (target.status != 200) {
+            return http_response::text(target.status, target.error + "\n");
+        }
+        if (target.action == run_action::none) {
+            if (!is_get) {
+                return method_not_allowed("GET, HEAD");
+            }
+            auto run = engine.find(target.run_id);
+            if (!run) {
+                return http_response::text(404, fmt::format("no run {}; GET /api/v1/runbooks/runs lists them\n",
+                                                            target.run_id));
+            }
+            return http_response::json(200, dump(run_json(*run)));
+        }
+        if (request.method != "POST") {
+            return method_not_allowed("POST");
+        }
+        const run_action_request parsed = parse_run_action_request(target.action, request.body);
+        if (parsed.status != 200) {
+            return http_response::text(parsed.status, parsed.error + "\n");
+        }
+        const auto before = engine.find(target.run_id);
+        std::string error;
+        bool done = false;
+        switch (target.action) {
+        case run_action::approve: done = engine.approve(target.run_id, parsed.by, error); break;
+        case run_action::reject: done = engine.reject(target.run_id, parsed.by, parsed.reason, error); break;
+        case run_action::cancel: done = engine.cancel(target.run_id, parsed.by, parsed.reason, error); break;
+        case run_action::none: break;
+        }
+        if (!done) {
+            return http_response::text(run_action_error_status(before, target.action), error + "\n");
+        }
+        runbook_log_->info("run {} {} by {:?} (token {}){}", target.run_id,
+                           target.action == run_action::approve ? "approved"
+                           : target.action == run_action::reject ? "rejected"
+                                                                 : "cancelled",
+                           parsed.by, std::get<std::string>(auth),
+                           parsed.reason.empty() ? std::string() : fmt::format(": {:?}", parsed.reason));
+        runbooks_->tick();
+        flush_events();
+        auto after = engine.find(target.run_id);
+        return after ? http_response::json(200, dump(run_json(*after)))
+                     : http_response::text(200, "done\n");
+    }
+
     http_response handle_ack(const http_request& request, std::uint64_t id)
     {
         const auto& method = request.method;
@@ -1326,6 +1677,11 @@ private:
         } else {
             alert_log_->info("acknowledgement of alert {:016x} withdrawn", id);
         }
+        append_audit("acknowledgement", method == "POST" ? parsed.by : "api",
+                     {{"alert_id", fmt::format("{:016x}", id)},
+                      {"labels", current->labels.to_string()},
+                      {"action", method == "POST" ? "acknowledge" : "withdraw"},
+                      {"comment", parsed.comment}});
         return http_response::json(200, ack_json(*current).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
@@ -1468,6 +1824,10 @@ private:
             return http_response::json(200, alerts_json(engine_.alerts(), [this](const alert_snapshot& a) {
                                            return delivery_->groups().mute_status_of(a.id, a.labels);
                                        }));
+        }
+        if (path == "/api/v1/runbooks" || path.starts_with("/api/v1/runbooks/") || path == "/api/v1/audit") {
+            which = endpoint::other;
+            return handle_runbooks(request);
         }
         bool bad_ack_id = false;
         if (auto id = ack_path_id(path, bad_ack_id); id || bad_ack_id) {
@@ -1781,6 +2141,12 @@ private:
     double last_reload_success_ = 0;
     std::uint64_t unauthorized_requests_ = 0;
     std::chrono::steady_clock::time_point last_memory_trim_{};
+    std::unique_ptr<runbooks::audit_log> audit_;
+    std::uint64_t audit_failures_ = 0;
+    // Declared after delivery_ and audit_: it is destroyed first and uses both.
+    std::unique_ptr<runbook_service> runbooks_; // null without runbooks
+    std::string runbooks_digest_;
+    std::unique_ptr<loaded_config> pending_runbooks_; // a reload's runbooks, waiting for running steps
     std::unique_ptr<model::model_registry> models_; // null without model_schemas
     std::string models_file_digest_;
     std::chrono::steady_clock::time_point last_model_publish_{};
@@ -1805,6 +2171,7 @@ private:
     std::shared_ptr<spdlog::logger> alert_log_ = get_logger("alerts");
     std::shared_ptr<spdlog::logger> override_log_ = get_logger("overrides");
     std::shared_ptr<spdlog::logger> silence_log_ = get_logger("silences");
+    std::shared_ptr<spdlog::logger> runbook_log_ = get_logger("runbooks");
     std::string route_prefix_ = route_prefix_of(options_);
     // Threshold overrides in force; the engine runs config_.rules with these applied. Every
     // entry fits config_.rules, because a reload drops the others before it installs new rules.
@@ -1959,6 +2326,15 @@ std::string daemon_app::render_metrics()
             w.sample("tocsin_http_requests_total", {{"handler", endpoint_names[i]}, {"code", code}},
                      static_cast<double>(count));
         }
+    }
+    if (runbooks_) {
+        runbooks_->write_metrics(w);
+    }
+    if (audit_) {
+        w.family("tocsin_audit_log_records", "gauge", "Records in the audit log.");
+        w.sample("tocsin_audit_log_records", static_cast<double>(audit_->last_seq()));
+        w.family("tocsin_audit_log_failures_total", "counter", "Appends to the audit log that failed.");
+        w.sample("tocsin_audit_log_failures_total", static_cast<double>(audit_failures_));
     }
     w.family("tocsin_http_request_duration_seconds", "histogram", "Time to handle a request, by endpoint.");
     for (std::size_t i = 0; i < endpoint_stats_.size(); ++i) {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@
 #include "rules/promql_lexer.hpp"
 #include "rules/rule_loader.hpp"
 #include "rules/yaml_check.hpp"
+#include "runbooks/loader.hpp"
 
 namespace tocsin {
 
@@ -123,6 +125,10 @@ private:
     void load_delivery(const YAML::Node& node, main_config& config);
     void check_receiver_urls(const routing_config& routing);
     void load_rule_globs(const YAML::Node& node, loaded_config& out);
+    void load_runbooks(const YAML::Node& node, loaded_config& out);
+    std::vector<std::string> expand_globs(const YAML::Node& node, const std::string& key, const char* example,
+                                          std::vector<std::string>* written);
+    void check_runbook_receivers(const loaded_config& out);
     std::vector<std::string> read_tokens(const YAML::Node& node, std::string_view field,
                                          std::vector<std::string>& files);
     void check_readable(const YAML::Node& node, std::string_view field, const std::string& file, bool pem);
@@ -170,7 +176,7 @@ std::optional<loaded_config> config_loader::load()
         check_.check_keys(root, "config",
                           {"listen", "state_dir", "rule_files", "log_level", "shutdown_timeout", "tick_interval",
                            "baseline_snapshot_interval", "silence_retention", "history_retention", "limits", "auth",
-                           "model_schemas",
+                           "model_schemas", "runbooks",
                            "tls", "external_url", "delivery", "state_sync",
                            // Alertmanager's routing schema, read by load_routing()
                            "global", "route", "receivers", "inhibit_rules", "time_intervals",
@@ -287,6 +293,9 @@ std::optional<loaded_config> config_loader::load()
         }
         out.routing = std::make_shared<routing_config>(
             load_routing(root, check_, base_dir_.string(), out.warnings));
+        if (const YAML::Node n = yaml::checker::child(root, "runbooks"); n.IsDefined() && !n.IsNull()) {
+            load_runbooks(n, out);
+        }
     }
     if (!out.routing) {
         out.routing = std::make_shared<routing_config>();
@@ -316,10 +325,138 @@ std::optional<loaded_config> config_loader::load()
         }
     }
 
+    if (!out.runbook_file_paths.empty()) {
+        std::set<std::string> names;
+        for (const auto& file : out.runbook_file_paths) {
+            for (auto& rb : runbooks::load_runbook_file(file, diags_)) {
+                if (!names.insert(rb.name).second) {
+                    diags_.add(rb.file, rb.line, 0,
+                               fmt::format("runbook name {} is used twice across runbooks.files; names must be unique",
+                                           promql::quote(rb.name)));
+                    continue;
+                }
+                out.runbooks.push_back(std::move(rb));
+            }
+        }
+        runbooks::check_programs(out.runbooks, config.runbooks.allowed_programs, diags_);
+        check_runbook_receivers(out);
+    }
+
     if (diags_.size() != errors_before) {
         return std::nullopt;
     }
     return out;
+}
+
+// Every receiver a runbook names (notify steps, escalate_to, runbooks.default_receiver) must
+// exist in the routing configuration, or its messages would have nowhere to go.
+void config_loader::check_runbook_receivers(const loaded_config& out)
+{
+    const routing_config& routing = *out.routing;
+    auto known = [&](const std::string& name) { return routing.find_receiver(name) != nullptr; };
+    auto names = [&] {
+        std::string list;
+        for (const auto& r : routing.receivers) {
+            list += (list.empty() ? "" : ", ") + r.name;
+        }
+        return list.empty() ? std::string("none are configured") : "configured: " + list;
+    };
+    const std::string& fallback = out.main.runbooks.default_receiver;
+    if (!fallback.empty() && !known(fallback)) {
+        diags_.add(path_, 0, 0,
+                   fmt::format("runbooks.default_receiver {} is not a receiver of this config; {}",
+                               promql::quote(fallback), names()));
+    }
+    for (const auto& rb : out.runbooks) {
+        if (!rb.escalate_to.empty() && !known(rb.escalate_to)) {
+            diags_.add(rb.file, rb.line, 0,
+                       fmt::format("runbook {}: escalate_to {} is not a receiver of the main config; {}",
+                                   rb.name, promql::quote(rb.escalate_to), names()));
+        }
+        for (const auto& s : rb.steps) {
+            if (s.kind == runbooks::step_kind::notify && !known(s.notify.receiver)) {
+                diags_.add(rb.file, s.line, 0,
+                           fmt::format("runbook {} step {}: receiver {} is not a receiver of the main config; {}",
+                                       rb.name, s.name, promql::quote(s.notify.receiver), names()));
+            }
+            if (!s.escalate_to.empty() && !known(s.escalate_to)) {
+                diags_.add(rb.file, s.line, 0,
+                           fmt::format("runbook {} step {}: escalate_to {} is not a receiver of the main config; {}",
+                                       rb.name, s.name, promql::quote(s.escalate_to), names()));
+            }
+        }
+    }
+}
+
+void config_loader::load_runbooks(const YAML::Node& node, loaded_config& out)
+{
+    if (!check_.expect_map(node, "runbooks")) {
+        return;
+    }
+    check_.check_keys(node, "runbooks",
+                      {"files", "allowed_programs", "dry_run", "audit_log", "output_limit", "forget_after",
+                       "default_receiver"});
+    runbooks_config& config = out.main.runbooks;
+    if (const YAML::Node n = yaml::checker::child(node, "files"); n.IsDefined() && !n.IsNull()) {
+        out.runbook_file_paths = expand_globs(n, "runbooks.files", "runbooks/*.yaml", &config.files);
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "allowed_programs"); n.IsDefined() && !n.IsNull()) {
+        if (check_.expect_sequence(n, "runbooks.allowed_programs")) {
+            for (std::size_t i = 0; i < n.size(); ++i) {
+                auto value = check_.string(n[i], "runbooks.allowed_programs");
+                if (!value) {
+                    continue;
+                }
+                if (value->empty() || value->front() != '/') {
+                    check_.error(n[i], fmt::format("runbooks.allowed_programs entry {} is not an absolute path; "
+                                                   "expected a program such as /usr/local/bin/rollback-model",
+                                                   promql::quote(*value)));
+                    continue;
+                }
+                config.allowed_programs.push_back(*value);
+            }
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "dry_run"); n.IsDefined()) {
+        if (auto value = check_.boolean(n, "runbooks.dry_run")) {
+            config.dry_run = *value;
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "audit_log"); n.IsDefined()) {
+        if (auto value = check_.string(n, "runbooks.audit_log")) {
+            if (value->empty()) {
+                check_.error(n, "empty runbooks.audit_log; expected a file such as /var/lib/tocsin/audit.log, or "
+                                "leave the key out for <state_dir>/audit.log");
+            } else {
+                config.audit_log = resolve(base_dir_, *value);
+            }
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "output_limit"); n.IsDefined()) {
+        if (auto value = check_.size(n, "runbooks.output_limit")) {
+            if (*value < 1024 || *value > (16u << 20)) {
+                check_.error(n, fmt::format("runbooks.output_limit {} bytes is out of range; expected 1KiB to 16MiB",
+                                            *value));
+            } else {
+                config.output_limit = static_cast<std::size_t>(*value);
+            }
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "forget_after"); n.IsDefined()) {
+        if (auto d = check_.duration(n, "runbooks.forget_after")) {
+            if (*d < std::chrono::hours(1)) {
+                check_.error(n, "runbooks.forget_after must be at least 1h, longer than any firing episode; "
+                                "expected for example 7d");
+            } else {
+                config.forget_after = *d;
+            }
+        }
+    }
+    if (const YAML::Node n = yaml::checker::child(node, "default_receiver"); n.IsDefined()) {
+        if (auto value = check_.string(n, "runbooks.default_receiver")) {
+            config.default_receiver = *value;
+        }
+    }
 }
 
 // Rejects URLs that the sender could never use, so the mistake shows at load and not as a failed
@@ -553,32 +690,42 @@ void config_loader::load_tls(const YAML::Node& node, main_config& config)
 
 void config_loader::load_rule_globs(const YAML::Node& node, loaded_config& out)
 {
-    if (!check_.expect_sequence(node, "rule_files")) {
-        return;
-    }
+    out.rule_file_paths = expand_globs(node, "rule_files", "rules/*.yaml", &out.main.rule_files);
+}
+
+// Expands a list of globs relative to the config file's folder into sorted, unique files.
+// Each entry that matches no file, or only folders, is an error at its line.
+std::vector<std::string> config_loader::expand_globs(const YAML::Node& node, const std::string& key,
+                                                     const char* example, std::vector<std::string>* written)
+{
     std::vector<std::string> paths;
+    if (!check_.expect_sequence(node, key)) {
+        return paths;
+    }
     for (std::size_t i = 0; i < node.size(); ++i) {
         const YAML::Node item = node[i];
-        auto pattern = check_.string(item, "rule_files");
+        auto pattern = check_.string(item, key);
         if (!pattern) {
             continue;
         }
         if (pattern->empty()) {
-            check_.error(item, "empty rule_files entry; expected a glob such as rules/*.yaml");
+            check_.error(item, fmt::format("empty {} entry; expected a glob such as {}", key, example));
             continue;
         }
-        out.main.rule_files.push_back(*pattern);
+        if (written != nullptr) {
+            written->push_back(*pattern);
+        }
         const std::string full = resolve(base_dir_, *pattern);
         glob_t matches{};
         const int rc = ::glob(full.c_str(), GLOB_BRACE, nullptr, &matches);
         if (rc == GLOB_NOMATCH) {
             std::error_code absolute_ec;
             auto shown = fs::absolute(full, absolute_ec).lexically_normal().string();
-            check_.error(item, fmt::format("rule_files entry {} matches no file (looked for {}); relative "
+            check_.error(item, fmt::format("{} entry {} matches no file (looked for {}); relative "
                                            "globs start at the config file's folder",
-                                           promql::quote(*pattern), promql::quote(absolute_ec ? full : shown)));
+                                           key, promql::quote(*pattern), promql::quote(absolute_ec ? full : shown)));
         } else if (rc != 0) {
-            check_.error(item, fmt::format("failed to expand rule_files entry {}: {}", promql::quote(*pattern),
+            check_.error(item, fmt::format("failed to expand {} entry {}: {}", key, promql::quote(*pattern),
                                            rc == GLOB_NOSPACE ? "out of memory" : "a folder could not be read"));
         } else {
             std::size_t files = 0;
@@ -591,7 +738,7 @@ void config_loader::load_rule_globs(const YAML::Node& node, loaded_config& out)
                 ++files;
             }
             if (files == 0) {
-                check_.error(item, fmt::format("rule_files entry {} matches only folders; expected rule files",
+                check_.error(item, fmt::format("{} entry {} matches only folders; expected files", key,
                                                promql::quote(*pattern)));
             }
         }
@@ -599,7 +746,7 @@ void config_loader::load_rule_globs(const YAML::Node& node, loaded_config& out)
     }
     std::sort(paths.begin(), paths.end());
     paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
-    out.rule_file_paths = std::move(paths);
+    return paths;
 }
 
 } // namespace

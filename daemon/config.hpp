@@ -16,6 +16,7 @@
 #include "rules/diagnostics.hpp"
 #include "rules/engine.hpp"
 #include "rules/rule.hpp"
+#include "runbooks/model.hpp"
 
 namespace tocsin {
 
@@ -40,6 +41,21 @@ struct tls_config {
     std::string cert_file; // PEM chain; TLS is on when both files are set
     std::string key_file;
     bool enabled() const { return !cert_file.empty(); }
+};
+
+// The `runbooks` section: automated responses (docs/RUNBOOKS.md).
+struct runbooks_config {
+    std::vector<std::string> files;            // globs as written, relative to the config file's folder
+    std::vector<std::string> allowed_programs; // absolute paths that exec and rollback steps may start
+    bool dry_run = false;                      // every runbook runs dry, whatever its own dry_run says
+    // The hash-chained audit log; empty: <state_dir>/audit.log.
+    std::string audit_log;
+    std::size_t output_limit = 64 * 1024;      // bytes of stdout and of stderr kept per step
+    // Finished runs and skips are forgotten after this, and with them their episode keys.
+    std::chrono::milliseconds forget_after{std::chrono::hours(24 * 7)};
+    // Receiver of escalations and approval requests of runbooks without escalate_to; empty:
+    // the root route's receiver.
+    std::string default_receiver;
 };
 
 struct main_config {
@@ -76,6 +92,7 @@ struct main_config {
     // Base of links back to tocsind in notifications; default http://<listen address>.
     std::string external_url;
     retry_policy delivery; // the `delivery` section: retries and how long to keep trying
+    runbooks_config runbooks;
 };
 
 struct loaded_config {
@@ -87,6 +104,9 @@ struct loaded_config {
     std::shared_ptr<const compiled_templates> templates;
     // The schemas of monitored models; null without model_schemas.
     std::shared_ptr<const model::schema_set> models;
+    // The runbooks of runbooks.files, checked against the allowlist and the receivers.
+    std::vector<runbooks::runbook> runbooks;
+    std::vector<std::string> runbook_file_paths; // the globs expanded, sorted
     diagnostics warnings; // problems that do not stop the load, such as keys tocsin ignores
 };
 

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 #include "daemon/config.hpp"
 #include "daemon/ctl_report.hpp"
 #include "daemon/ctl_audit.hpp"
+#include "daemon/ctl_runbooks.hpp"
 #include "daemon/ctl_silence.hpp"
 #include "daemon/rule_tests.hpp"
 #include "routing/config.hpp"
@@ -161,7 +164,8 @@ int check_rules(const std::vector<std::string>& files)
 
 int main(int argc, char** argv)
 {
-    CLI::App app{"tocsinctl: check tocsin configuration and rule files, manage silences, and report on noise"};
+    CLI::App app{"tocsinctl: check tocsin configuration and rule files, manage silences and runbook runs, and "
+                 "report on noise"};
     app.require_subcommand(1);
 
     std::string config_path;
@@ -292,8 +296,53 @@ int main(int argc, char** argv)
     audit_show->add_option("--kind", audit_args.kinds,
                            "Only records of this kind (run_started, step, approval, run_finished, ...); repeatable");
     audit_show->add_option("--run", audit_args.run_id, "Only records of this run id");
-    audit_show->add_option("--since", audit_args.since, "Only records of the period that ends now, such as 24h");
+    audit_show->add_option("--since", audit_args.since,
+                           "Only records of the period that ends now, such as 24h, or since an RFC 3339 time");
     audit_show->add_flag("--json", audit_args.json, "One JSON record per line, as stored");
+
+    auto* runbooks = app.add_subcommand("runbooks", "List runbooks and their runs on a running tocsind, and "
+                                                    "approve, reject or cancel runs");
+    runbooks->require_subcommand(1);
+    tocsin::runbooks_command runbooks_args;
+    auto runbooks_connection = [&](CLI::App* sub) {
+        sub->add_option("--url", runbooks_args.url,
+                        fmt::format("tocsind's address; default: $TOCSIN_URL, else {}", tocsin::default_tocsin_url));
+        sub->add_option("--token-file", runbooks_args.token_file,
+                        "File holding a token (an admin token for approve, reject and cancel; see "
+                        "auth.admin_token_files); default: $TOCSIN_TOKEN");
+        sub->add_option("--ca-file", runbooks_args.ca_file, "PEM CA certificate to verify an https:// tocsind");
+        sub->add_option("--timeout", runbooks_args.timeout, "Timeout of the request")->capture_default_str();
+    };
+    auto* runbooks_list = runbooks->add_subcommand("list", "List the loaded runbooks, their triggers and steps");
+    runbooks_connection(runbooks_list);
+    runbooks_list->add_flag("--json", runbooks_args.json, "Print the server's JSON instead of the table");
+    auto* runbooks_runs = runbooks->add_subcommand(
+        "runs", "List runs, newest first, and the episodes a guard skipped (silenced, cooldown, max_runs)");
+    runbooks_connection(runbooks_runs);
+    runbooks_runs->add_option("--runbook", runbooks_args.runbook, "Only runs of this runbook");
+    runbooks_runs->add_option("--phase", runbooks_args.phase,
+                              "Only runs in this phase: queued, running, waiting_approval or finished");
+    runbooks_runs->add_flag("--json", runbooks_args.json, "Print the server's JSON instead of the tables");
+    auto* runbooks_show = runbooks->add_subcommand("show", "Show one run and its steps");
+    runbooks_connection(runbooks_show);
+    runbooks_show->add_option("RUN_ID", runbooks_args.run_id, "The run id, r and 16 hex digits")->required();
+    runbooks_show->add_flag("--json", runbooks_args.json, "Print the server's JSON");
+    std::vector<std::pair<CLI::App*, tocsin::runbooks_command::action>> runbook_actions;
+    for (const auto& [name, help, what] :
+         {std::tuple{"approve", "Approve a run waiting for approval, so that it goes on",
+                     tocsin::runbooks_command::action::approve},
+          std::tuple{"reject", "Reject a run waiting for approval; it ends rejected",
+                     tocsin::runbooks_command::action::reject},
+          std::tuple{"cancel", "Cancel a run before its next step; it ends cancelled",
+                     tocsin::runbooks_command::action::cancel}}) {
+        auto* sub = runbooks->add_subcommand(name, help);
+        runbooks_connection(sub);
+        sub->add_option("RUN_ID", runbooks_args.run_id, "The run id, r and 16 hex digits")->required();
+        sub->add_option("--by", runbooks_args.by, "Who decides; recorded in the audit log")->required();
+        sub->add_option("--reason", runbooks_args.reason,
+                        what == tocsin::runbooks_command::action::approve ? "Why (optional)" : "Why (required)");
+        runbook_actions.emplace_back(sub, what);
+    }
 
     auto* version = app.add_subcommand("version", "Print the version");
 
@@ -335,6 +384,18 @@ int main(int argc, char** argv)
     }
     if (report_noise->parsed()) {
         return tocsin::run_report_command(report_args);
+    }
+    if (runbooks->parsed()) {
+        using action = tocsin::runbooks_command::action;
+        runbooks_args.subcommand = runbooks_runs->parsed() ? action::runs
+                                   : runbooks_show->parsed() ? action::show
+                                                             : action::list;
+        for (const auto& [sub, what] : runbook_actions) {
+            if (sub->parsed()) {
+                runbooks_args.subcommand = what;
+            }
+        }
+        return tocsin::run_runbooks_command(runbooks_args);
     }
     if (version->parsed()) {
         std::printf("tocsinctl %s\n", tocsin_version);

@@ -173,6 +173,166 @@ bool delivery_service::start(const std::vector<alert_snapshot>& engine_alerts, c
     return true;
 }
 
+void delivery_service::upsert_alert(alert a)
+{
+    const std::uint64_t id = a.id;
+    if (!sticky_.empty()) {
+        auto it = sticky_.find(id);
+        if (it != sticky_.end()) {
+            if (it->second.episode_start == a.starts_at) {
+                std::erase_if(a.annotations, [&it](const auto& kv) { return kv.first == it->second.name; });
+                a.annotations.emplace_back(it->second.name, it->second.text);
+                std::sort(a.annotations.begin(), a.annotations.end());
+            } else {
+                sticky_.erase(it); // a new episode starts without the old one's notes
+            }
+        }
+    }
+    const bool resolved = a.resolved_at(clock_.now_ms());
+    dispatcher_->upsert(std::move(a));
+    if (resolved) {
+        sticky_.erase(id);
+    }
+    if (alert_observer_) {
+        if (const alert* held = dispatcher_->find(id)) {
+            alert_observer_(*held, dispatcher_->mute_status_of(id, held->labels));
+        }
+    }
+}
+
+bool delivery_service::annotate(std::uint64_t id, const std::string& name, const std::string& text, bool announce)
+{
+    const alert* held = dispatcher_->find(id);
+    if (held == nullptr) {
+        return false;
+    }
+    if (text.empty()) {
+        sticky_.erase(id);
+    } else {
+        sticky_[id] = sticky_note{held->starts_at, name, text};
+    }
+    return dispatcher_->annotate(id, name, text, announce);
+}
+
+void delivery_service::queue_messages(const notification& n, std::vector<outbox_entry>& out)
+{
+    const time_ms now = clock_.now_ms();
+    build_result built = build_messages(n, *routing_, *templates_);
+    for (const auto& line : built.log_lines) {
+        notify_log()->warn("{}", line);
+    }
+    if (built.template_errors > 0) {
+        template_errors_[n.integration.receiver] += built.template_errors;
+    }
+    for (auto& m : built.messages) {
+        ++metrics_[m.integration.id()].notifications;
+        if (m.integration.kind == integration_kind::console) {
+            print_console(m);
+            continue;
+        }
+        outbox_entry e;
+        e.message = std::move(m);
+        e.created_at = now;
+        e.next_attempt_at = now;
+        out.push_back(std::move(e));
+    }
+}
+
+bool delivery_service::send_direct(const direct_message& m, std::string& error)
+{
+    const receiver_config* receiver = routing_->find_receiver(m.receiver);
+    if (receiver == nullptr) {
+        error = fmt::format("receiver {} is not in the routing configuration", m.receiver);
+        return false;
+    }
+    const time_ms now = clock_.now_ms();
+    alert pseudo;
+    pseudo.id = m.labels.fingerprint();
+    pseudo.labels = m.labels;
+    pseudo.annotations = {{"summary", m.text}};
+    pseudo.starts_at = now;
+    pseudo.updated_at = now;
+    pseudo.source = "runbooks";
+    std::vector<outbox_entry> fresh;
+    auto add = [&](integration_kind kind, std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            notification n;
+            n.integration = integration_ref{receiver->name, kind, static_cast<std::uint32_t>(i)};
+            n.route_key = "runbooks";
+            n.group_key = "runbook:" + m.key;
+            n.group_labels = m.labels;
+            n.alerts.push_back(pseudo);
+            n.firing = 1;
+            n.created_at = now;
+            queue_messages(n, fresh);
+        }
+    };
+    add(integration_kind::webhook, receiver->webhooks.size());
+    add(integration_kind::pagerduty, receiver->pagerduty.size());
+    add(integration_kind::slack, receiver->slack.size());
+    add(integration_kind::console, receiver->console.size());
+    return commit_direct(fresh, error);
+}
+
+bool delivery_service::commit_direct(std::vector<outbox_entry>& fresh, std::string& error)
+{
+    for (auto& e : fresh) {
+        unsaved_entries_.push_back(std::move(e));
+    }
+    if (in_flush_) {
+        return true; // the flush in progress writes them
+    }
+    std::vector<alert_event> none;
+    if (!flush(none, error)) {
+        error = "the message is queued in memory but could not be written yet: " + error;
+        return false;
+    }
+    if (wake_) {
+        wake_();
+    }
+    return true;
+}
+
+int delivery_service::send_change_event(const std::vector<std::string>& receivers, const change_event& e,
+                                        std::string& error)
+{
+    const time_ms now = clock_.now_ms();
+    std::vector<outbox_entry> fresh;
+    for (const auto& name : receivers) {
+        const receiver_config* receiver = routing_->find_receiver(name);
+        if (receiver == nullptr) {
+            continue;
+        }
+        for (std::size_t i = 0; i < receiver->pagerduty.size(); ++i) {
+            integration_ref ref{receiver->name, integration_kind::pagerduty, static_cast<std::uint32_t>(i)};
+            outbox_entry entry;
+            entry.message = build_pagerduty_change_event(ref, e);
+            entry.message.group_key = "change:" + ref.id();
+            ++metrics_[ref.id()].notifications;
+            entry.created_at = now;
+            entry.next_attempt_at = now;
+            fresh.push_back(std::move(entry));
+        }
+    }
+    const int count = static_cast<int>(fresh.size());
+    if (count == 0) {
+        return 0;
+    }
+    return commit_direct(fresh, error) ? count : -1;
+}
+
+std::vector<std::string> delivery_service::receivers_of(std::uint64_t id) const
+{
+    std::vector<std::string> out;
+    for (const auto& g : dispatcher_->groups()) {
+        if (std::find(g.alert_ids.begin(), g.alert_ids.end(), id) != g.alert_ids.end() &&
+            std::find(out.begin(), out.end(), g.receiver) == out.end()) {
+            out.push_back(g.receiver);
+        }
+    }
+    return out;
+}
+
 void delivery_service::upsert_from_event(const alert_event& e)
 {
     if (e.held_back || e.alert.id == 0) {
@@ -182,18 +342,18 @@ void delivery_service::upsert_from_event(const alert_event& e)
     switch (e.what) {
     case alert_event::kind::firing:
     case alert_event::kind::severity_changed:
-        dispatcher_->upsert(to_routing_alert(e.alert, now, false));
+        upsert_alert(to_routing_alert(e.alert, now, false));
         break;
     case alert_event::kind::updated:
         if (e.alert.state == alert_state::firing) {
-            dispatcher_->upsert(to_routing_alert(e.alert, now, false));
+            upsert_alert(to_routing_alert(e.alert, now, false));
         }
         break;
     case alert_event::kind::resolved:
         // Only alerts that fired reached the dispatcher, so a pending alert that resolves has
         // nothing to announce.
         if (e.alert.fired_at != 0) {
-            dispatcher_->upsert(to_routing_alert(e.alert, now, true));
+            upsert_alert(to_routing_alert(e.alert, now, true));
         }
         break;
     case alert_event::kind::pending:
@@ -243,6 +403,12 @@ void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std
 {
     const time_ms now = clock_.now_ms();
     for (const notification& n : dispatcher_->flush_due()) {
+        if (n.escalation_level > 0 && escalation_observer_) {
+            for (std::size_t i = 0; i < n.firing && i < n.alerts.size(); ++i) {
+                const alert& a = n.alerts[i];
+                escalation_observer_(a, n.escalation_level, dispatcher_->mute_status_of(a.id, a.labels));
+            }
+        }
         build_result built = build_messages(n, *routing_, *templates_);
         for (const auto& line : built.log_lines) {
             notify_log()->warn("{}", line);
@@ -292,6 +458,8 @@ void delivery_service::print_console(const outbound_message& m)
 bool delivery_service::receive(std::vector<alert> alerts, std::string& error)
 {
     const time_ms now = clock_.now_ms();
+    // Messages that observers queue meanwhile are written by the flush below.
+    in_flush_ = true;
     for (alert& a : alerts) {
         // Alertmanager merges an alert with the one it holds when their times overlap: a held
         // firing alert keeps its start, also when the sender resolves it without a startsAt.
@@ -299,8 +467,9 @@ bool delivery_service::receive(std::vector<alert> alerts, std::string& error)
                                                           (a.ends_at == 0 || a.ends_at >= held->starts_at)) {
             a.starts_at = std::min(a.starts_at, held->starts_at);
         }
-        dispatcher_->upsert(std::move(a));
+        upsert_alert(std::move(a));
     }
+    in_flush_ = false;
     std::vector<alert_event> none;
     return flush(none, error);
 }
@@ -316,11 +485,13 @@ ack_outcome delivery_service::acknowledge(std::uint64_t id, const std::string& b
 
 bool delivery_service::flush(std::vector<alert_event>& events, std::string& error)
 {
+    in_flush_ = true;
     for (const auto& e : events) {
         upsert_from_event(e);
     }
     std::vector<outbox_entry> fresh;
     enqueue_notifications(fresh, unsaved_history_);
+    in_flush_ = false;
     auto changes = dispatcher_->take_changes();
     if (!changes.empty()) {
         unsaved_changes_.push_back(std::move(changes));

@@ -32,6 +32,16 @@
 
 namespace tocsin {
 
+// A message that is no alert group's notification: a runbook's notify step, escalation or
+// approval request. Every integration of `receiver` gets it as one firing pseudo-alert with
+// `labels` and the annotation summary = `text`, under group key "runbook:<key>".
+struct direct_message {
+    std::string receiver;
+    std::string key;
+    label_set labels; // alertname and severity included
+    std::string text;
+};
+
 class delivery_service {
 public:
     // `wake` is called after a send completes, because the next wake-up time may have moved. The
@@ -65,6 +75,35 @@ public:
     ack_outcome acknowledge(std::uint64_t id, const std::string& by, const std::string& comment, bool& saved,
                             std::string& error);
 
+    // Queues `m` for every integration of its receiver. Inside flush() (from an observer) it
+    // is written with that flush; otherwise it is written now. False with `error` when the
+    // receiver is unknown or the write failed (then it is retried with the next flush).
+    bool send_direct(const direct_message& m, std::string& error);
+
+    // Queues a PagerDuty change event for every PagerDuty integration of `receivers` (unknown
+    // names are skipped), written like send_direct(). Returns the number of events queued, or
+    // -1 with `error` when the write failed.
+    int send_change_event(const std::vector<std::string>& receivers, const change_event& e, std::string& error);
+
+    // The receivers of the groups that alert `id` is in now.
+    std::vector<std::string> receivers_of(std::uint64_t id) const;
+
+    // Sets or (with an empty `text`) removes annotation `name` of alert `id`; see
+    // dispatcher::annotate. Later updates of the alert in the same firing episode keep it.
+    bool annotate(std::uint64_t id, const std::string& name, const std::string& text, bool announce);
+
+    // Called with an alert as the dispatcher holds it after each change that flush() (rule
+    // engine events) or receive() (other senders) applied, and its mute status.
+    void set_alert_observer(std::function<void(const alert&, const mute_status&)> observer)
+    {
+        alert_observer_ = std::move(observer);
+    }
+    // Called for each firing alert of a notification to escalation step `level` (1, 2, ...).
+    void set_escalation_observer(std::function<void(const alert&, std::uint32_t level, const mute_status&)> observer)
+    {
+        escalation_observer_ = std::move(observer);
+    }
+
     // Starts sends whose turn has come.
     void pump();
 
@@ -93,6 +132,12 @@ private:
     };
 
     void upsert_from_event(const alert_event& e);
+    // Upserts `a` into the dispatcher, keeping sticky annotations of the same episode, and
+    // tells the alert observer.
+    void upsert_alert(alert a);
+    void queue_messages(const notification& n, std::vector<outbox_entry>& out);
+    // Adds entries built outside a group flush to the outbox; see send_direct().
+    bool commit_direct(std::vector<outbox_entry>& fresh, std::string& error);
     void enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history);
     void keep_news(std::vector<history_row> rows, std::vector<history_row>& history);
     void prune_history(time_ms now);
@@ -140,6 +185,16 @@ private:
     std::set<std::string> integrations_; // ids of the integrations in the current config
     std::uint64_t store_failures_ = 0;
     bool stopped_ = false;
+    bool in_flush_ = false;
+    std::function<void(const alert&, const mute_status&)> alert_observer_;
+    std::function<void(const alert&, std::uint32_t, const mute_status&)> escalation_observer_;
+    // Sticky annotations set through annotate(), by alert id: (episode start, name, text).
+    struct sticky_note {
+        time_ms episode_start = 0;
+        std::string name;
+        std::string text;
+    };
+    std::map<std::uint64_t, sticky_note> sticky_;
 };
 
 } // namespace tocsin

@@ -400,6 +400,24 @@ nlohmann::json template_data(const notification& n, const std::string& external_
     };
 }
 
+std::vector<std::string> runbook_action_lines(std::string_view value)
+{
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    while (start <= value.size()) {
+        const std::size_t end = value.find('\n', start);
+        std::string line = trim(value.substr(start, end == std::string_view::npos ? value.npos : end - start));
+        if (!line.empty()) {
+            lines.push_back(std::move(line));
+        }
+        if (end == std::string_view::npos) {
+            break;
+        }
+        start = end + 1;
+    }
+    return lines;
+}
+
 build_result build_messages(const notification& n, const routing_config& config, const compiled_templates& templates)
 {
     build_result result;

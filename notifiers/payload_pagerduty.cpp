@@ -1,6 +1,8 @@
 // PagerDuty Events API v2 bodies, without the routing key: the sender inserts it as the first
 // member when it sends, so the outbox never contains it.
 
+#include <set>
+
 #include <fmt/format.h>
 
 #include "notifiers/payload.hpp"
@@ -21,6 +23,47 @@ constexpr std::size_t max_summary_chars = 1024;
 // UTF-8), so that a summary rendered over a huge group does not push every alert out of the
 // event's size budget.
 constexpr std::size_t max_full_summary_chars = 16'384;
+
+// custom_details.runbook_actions: at most this many lines, each cut to this many code points.
+constexpr std::size_t max_runbook_lines = 100;
+constexpr std::size_t max_runbook_line_chars = 1024;
+// Kept when custom_details are replaced for size, when no larger than this.
+constexpr std::size_t max_kept_runbook_bytes = 64 * 1024;
+
+// Collects the runbook_actions lines of the firing alerts, each once, in alert order. The array
+// is empty when no firing alert has the annotation.
+ordered_json runbook_actions(const notification& n)
+{
+    std::vector<std::string> lines;
+    std::set<std::string, std::less<>> seen;
+    std::size_t more = 0;
+    for (std::size_t i = 0; i < std::min(n.firing, n.alerts.size()); ++i) {
+        for (const auto& [k, v] : n.alerts[i].annotations) {
+            if (k != runbook_actions_annotation) {
+                continue;
+            }
+            for (auto& line : runbook_action_lines(v)) {
+                line = truncate_utf8(line, max_runbook_line_chars);
+                if (!seen.insert(line).second) {
+                    continue;
+                }
+                if (lines.size() < max_runbook_lines) {
+                    lines.push_back(std::move(line));
+                } else {
+                    ++more;
+                }
+            }
+        }
+    }
+    ordered_json out = ordered_json::array();
+    for (auto& line : lines) {
+        out.push_back(std::move(line));
+    }
+    if (more > 0) {
+        out.push_back(fmt::format("\u2026and {} more lines in the alerts' runbook_actions annotations", more));
+    }
+    return out;
+}
 
 ordered_json alert_entry(const alert& a)
 {
@@ -176,6 +219,10 @@ pd_message build_one(const notification& n, const pagerduty_config& config, cons
     details["resolved"] = std::move(resolved);
     details["num_firing"] = n.firing;
     details["num_resolved"] = n.alerts.size() - std::min(n.firing, n.alerts.size());
+    ordered_json runbook_lines = runbook_actions(n);
+    if (!runbook_lines.empty()) {
+        details["runbook_actions"] = runbook_lines; // a configured detail of that name replaces it
+    }
     for (const auto& [name, source_text] : config.details) {
         const field_text t = render("details." + name, {});
         details[name] = t.marker.empty() ? detail_value(t.text) : ordered_json(t.text);
@@ -270,6 +317,10 @@ pd_message build_one(const notification& n, const pagerduty_config& config, cons
             {"num_firing", n.firing},
             {"num_resolved", n.alerts.size() - std::min(n.firing, n.alerts.size())},
         };
+        // The runbook lines stay visible when they are small next to the limit.
+        if (!runbook_lines.empty() && dump_json(runbook_lines).size() <= max_kept_runbook_bytes) {
+            event["payload"]["custom_details"]["runbook_actions"] = runbook_lines;
+        }
         size = dump_json(event).size();
         result.log_lines.push_back(fmt::format(
             "PagerDuty event over {} bytes after trimming alerts, replaced custom_details: receiver=\"{}\" "

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -293,6 +294,35 @@ std::string alert_line(const notification& n, std::size_t index, const nlohmann:
     return line;
 }
 
+// Runbook lines shown under one alert; the rest are counted.
+constexpr std::size_t max_runbook_lines = 5;
+
+// Formats one runbook_actions line as "Runbook: <line>", escaped and cut like the alert's summary.
+std::string runbook_line(std::string_view line)
+{
+    return "Runbook: " + mrkdwn_value(truncate_utf8(line, max_line_summary));
+}
+
+// Formats up to max_runbook_lines of `lines` as runbook lines, then a count of the rest, one per
+// line of text.
+std::string runbook_block(const std::vector<std::string>& lines)
+{
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < lines.size() && i < max_runbook_lines; ++i) {
+        out.push_back(runbook_line(lines[i]));
+    }
+    if (lines.size() > max_runbook_lines) {
+        out.push_back(fmt::format("Runbook: \u2026and {} more runs", lines.size() - max_runbook_lines));
+    }
+    return fmt::format("{}", fmt::join(out, "\n"));
+}
+
+// Formats the runbook_actions lines of alert `a`, which go under its alert line.
+std::string alert_runbook_text(const alert& a)
+{
+    return runbook_block(runbook_action_lines(annotation(a, runbook_actions_annotation)));
+}
+
 // Splits mrkdwn text into pieces of at most `max_units`, at line ends where possible.
 std::vector<std::string> split_sections(std::string_view text, std::size_t max_units)
 {
@@ -555,6 +585,21 @@ private:
         return fmt::format("{}", fmt::join(links, "  \u00b7  "));
     }
 
+    // Formats the runbook_actions lines of every alert, each once, in alert order.
+    std::string all_runbook_text() const
+    {
+        std::vector<std::string> lines;
+        std::set<std::string, std::less<>> seen;
+        for (const auto& a : n_.alerts) {
+            for (auto& line : runbook_action_lines(annotation(a, runbook_actions_annotation))) {
+                if (seen.insert(line).second) {
+                    lines.push_back(std::move(line));
+                }
+            }
+        }
+        return runbook_block(lines);
+    }
+
     ordered_json section(std::string text)
     {
         return {{"type", "section"}, {"text", text_object("mrkdwn", std::move(text))}};
@@ -563,7 +608,8 @@ private:
     ordered_json blocks()
     {
         // Layout: pretext, header, then either the status line, the label fields and the alert
-        // lines, or the receiver's text and the label fields. Links, footer and buttons close it.
+        // lines (each followed by its runbook lines), or the receiver's text, the label fields and
+        // the runbook lines of all alerts. Links, footer and buttons close it.
         // The fixed blocks are built first, so the alert list gets what is left of the limits.
         ordered_json head = ordered_json::array();
         ordered_json middle = ordered_json::array();
@@ -608,6 +654,14 @@ private:
             add(middle, {{"type", "section"}, {"fields", std::move(label_fields)}}, field_units);
         }
 
+        // The receiver's text replaces the alert lines, so the runbook lines get a block of their own.
+        if (!default_layout) {
+            const std::string runbook = cut_wire_text(all_runbook_text(), max_context_text);
+            if (!runbook.empty()) {
+                add(tail, {{"type", "context"}, {"elements", ordered_json::array({text_object("mrkdwn", runbook)})}},
+                    utf16_length(runbook));
+            }
+        }
         const std::string links = links_text();
         if (!links.empty()) {
             add(tail, {{"type", "context"}, {"elements", ordered_json::array({text_object("mrkdwn", links)})}},
@@ -672,7 +726,12 @@ private:
         std::string current;
         std::size_t shown = 0;
         for (; shown < n_.alerts.size(); ++shown) {
-            const std::string line = cut_wire_text(alert_line(n_, shown, common), max_section_text);
+            std::string full = alert_line(n_, shown, common);
+            const std::string runbook = alert_runbook_text(n_.alerts[shown]);
+            if (!runbook.empty()) {
+                full += "\n" + runbook;
+            }
+            const std::string line = cut_wire_text(full, max_section_text);
             const std::size_t cost = utf16_length(line) + 1;
             if (cost > units_left) {
                 break;

@@ -5,7 +5,9 @@
 // - One keep-alive connection pool per scheme, host and port; TLS verifies the peer against the
 //   system's CA store and sends SNI.
 // - Each attempt has a deadline (the integration's timeout); a hung receiver costs one timeout.
-// - PagerDuty: the routing key is spliced into the stored body. Slack webhooks: the URL is the
+// - PagerDuty: the routing key is spliced into the stored body. A message with an empty
+//   dedup_key is a change event and goes to pagerduty_change_url() of the integration's URL,
+//   unless its body has an event_action (an alert event that lost its key) or no payload. Slack webhooks: the URL is the
 //   secret. Slack chat.postMessage: the bot token goes in an Authorization header; when the
 //   group already has a message, the new one is posted in its thread and the first message is
 //   updated in place with chat.update.
@@ -16,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "notifiers/delivery.hpp"
 #include "routing/config.hpp"
@@ -53,6 +56,12 @@ std::optional<send_target> resolve_target(const outbox_entry& entry, const routi
 // no user:password@). Returns the problem, or nullopt. The message names at most the scheme and
 // host, never the path, which may be a secret.
 std::optional<std::string> url_problem(std::string_view url);
+
+// Returns the change events URL of a PagerDuty integration whose alert events go to
+// `enqueue_url`. A trailing "/v2/enqueue" becomes "/v2/change/enqueue". Any other URL keeps its
+// scheme, host and port, and gets the path "/v2/change/enqueue". Spaces around the URL are
+// ignored. A URL without "://" is returned as given, so the send fails as an alert event would.
+std::string pagerduty_change_url(std::string_view enqueue_url);
 
 class http_sender {
 public:

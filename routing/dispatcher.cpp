@@ -1771,6 +1771,41 @@ void dispatcher::upsert(alert a)
     impl_->upsert(std::move(a));
 }
 
+bool dispatcher::annotate(std::uint64_t id, const std::string& name, const std::string& value, bool announce)
+{
+    const alert* held = find(id);
+    if (held == nullptr) {
+        return false;
+    }
+    const time_ms now = impl_->clock_.now_ms();
+    alert a = *held;
+    std::erase_if(a.annotations, [&name](const auto& kv) { return kv.first == name; });
+    if (!value.empty()) {
+        a.annotations.emplace_back(name, value);
+        std::sort(a.annotations.begin(), a.annotations.end());
+    }
+    const bool firing = !a.resolved_at(now);
+    impl_->upsert(std::move(a));
+    if (announce && firing) {
+        // Only groups that have notified: one still in group_wait includes the annotation when
+        // it first flushes.
+        auto it = impl_->alerts_.find(id);
+        if (it != impl_->alerts_.end()) {
+            for (const auto& key : it->second.group_keys) {
+                auto& g = *impl_->groups_.at(key);
+                if (g.has_flushed) {
+                    g.force_notify = true;
+                    g.changed = true;
+                    if (g.next_flush_at > now) {
+                        impl_->set_timer(g, now);
+                    }
+                }
+            }
+        }
+    }
+    return true;
+}
+
 std::vector<notification> dispatcher::flush_due()
 {
     return impl_->flush_due();

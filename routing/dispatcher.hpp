@@ -177,6 +177,12 @@ public:
     // group replaces its copy there.
     void upsert(alert a);
 
+    // Sets annotation `name` of alert `id` to `value` (an empty value removes it). With
+    // `announce`, the groups of a firing alert that have notified before send it again at
+    // once, so their receivers see the annotation (a Slack thread reply, a PagerDuty trigger
+    // with the same dedup_key). Returns false when the alert is unknown.
+    bool annotate(std::uint64_t id, const std::string& name, const std::string& value, bool announce);
+
     // Flushes every group whose time has come and returns the notifications to send.
     std::vector<notification> flush_due();
 

@@ -36,7 +36,8 @@ namespace tocsin::runbooks {
 struct audit_record {
     std::uint64_t seq = 0; // 1, 2, 3, ... without gaps
     time_ms time = 0;
-    std::string kind;      // run_started, step, approval, override, notification, skipped, run_finished, recovered, log_repaired
+    std::string kind;      // run_started, step, approval, override, notification, skipped, run_finished,
+                           // recovered, log_repaired; tocsind adds threshold_override and acknowledgement
     std::string actor;     // "tocsin" for the engine, or the person (approve, reject, cancel)
     nlohmann::json details = nlohmann::json::object(); // run_id, runbook, step, outcome, ...
     std::string prev_hash;

@@ -363,6 +363,14 @@ void engine::finish(run_state& r, run_outcome outcome, const std::string& detail
     audit("run_finished", "tocsin", std::move(details));
     log(fmt::format("runbooks: run {} of {} finished: {}{}", r.record.id, r.record.runbook, to_string(outcome),
                     detail.empty() ? "" : ": " + detail));
+    report_change(r);
+}
+
+void engine::report_change(const run_state& r)
+{
+    if (hooks_.changed) {
+        hooks_.changed(view(r));
+    }
 }
 
 void engine::escalate(run_state& r, const std::string& receiver, const std::string& text)
@@ -445,6 +453,7 @@ void engine::complete_step(run_state& r, std::size_t index, step_result result)
     details["outcome"] = to_string(result.outcome);
     details["detail"] = result.detail;
     audit("step", "tocsin", std::move(details));
+    report_change(r);
     if (!recorded) {
         finish(r, run_outcome::failed,
                fmt::format("the journal could not record the end of step {}; stopped to stay safe", s.name));
@@ -709,6 +718,7 @@ bool engine::advance(run_state& r)
         details["step"] = r.book->approval->before_name;
         details["timeout"] = format_duration(r.book->approval->timeout);
         audit("approval", "tocsin", std::move(details));
+        report_change(r);
         notification n;
         n.what = notification::kind::approval_request;
         n.receiver = r.book->escalate_to;
@@ -988,6 +998,10 @@ bool engine::cancel(const std::string& run_id, const std::string& by, const std:
     }
     if (r->phase == run_phase::finished) {
         error = fmt::format("run {} has finished already", run_id);
+        return false;
+    }
+    if (r->cancel_requested) {
+        error = fmt::format("run {} is being cancelled already; it ends when its running step does", run_id);
         return false;
     }
     if (by.empty()) {

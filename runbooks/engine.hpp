@@ -9,7 +9,7 @@
 // engine's thread. That queue is the only state shared with workers. Without it, tick() runs
 // those steps inline and blocks until they end (tests, tocsinctl).
 //
-// Wiring into the daemon (not done yet, see docs/RUNBOOKS.md):
+// How the daemon uses it (daemon/runbook_service.cpp):
 //   1. Build: load_runbook_file(), check_programs(), a run_journal (SQLite), an audit_log,
 //      a default_executor, engine_hooks{notify: enqueue into the delivery outbox,
 //      condition_met: ask the rule engine whether the alert resolved or its metric recovered}.
@@ -98,6 +98,8 @@ struct wait_query {
     time_ms episode_start = 0;
 };
 
+struct run_view;
+
 // Callbacks the daemon supplies. All are called on the engine's thread and must not block for long
 // (enqueue a notification, do not send it inline).
 struct engine_hooks {
@@ -107,6 +109,8 @@ struct engine_hooks {
     std::function<bool(const wait_query&)> condition_met;
     // One line per event worth logging: dry-run steps, refusals, recoveries.
     std::function<void(const std::string&)> log;
+    // Called after a step ends, when a run starts waiting for approval, and when a run ends.
+    std::function<void(const run_view&)> changed;
 };
 
 struct engine_options {
@@ -224,6 +228,7 @@ private:
     void forget_old();
     bool audit(const std::string& kind, const std::string& actor, nlohmann::json details);
     void log(const std::string& line) const;
+    void report_change(const run_state& r);
     run_context context(const run_state& r) const;
     run_view view(const run_state& r) const;
 

@@ -107,11 +107,29 @@ struct proc_stat {
 
 std::optional<proc_stat> read_proc_stat(int pid)
 {
-    std::ifstream in(fmt::format("/proc/{}/stat", pid));
-    if (!in) {
+    // read(2), not a stream: reading the file of a process that exits meanwhile fails with
+    // ESRCH, which libstdc++'s filebuf reports by throwing.
+    const int fd = ::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         return std::nullopt;
     }
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string text;
+    char buffer[1024];
+    while (true) {
+        const ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            const bool failed = n < 0;
+            ::close(fd);
+            if (failed) {
+                return std::nullopt; // the process ended while it was read
+            }
+            break;
+        }
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
     // The command name is in parentheses and may contain spaces. The fields after the last ')'
     // are separated by spaces, with the state as field 3 and starttime as field 22.
     const auto close = text.rfind(')');

@@ -21,13 +21,22 @@ if command -v ccache >/dev/null; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 fi
 
+# Line tables only (-g1): sanitizer and crash reports still name files and lines, and the two
+# build folders take a fraction of the disk that full debug information needs.
+debug_flags=(-DCMAKE_CXX_FLAGS_DEBUG=-g1 -DCMAKE_C_FLAGS_DEBUG=-g1)
+free_kib=$(df -Pk "$root" | awk 'NR == 2 { print $4 }')
+if [ "${free_kib:-0}" -lt $((8 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kib / 1024)) MiB free under $root; the two builds need about 8 GiB" >&2
+fi
+
 echo "== Debug build (warnings are errors)"
-cmake -S "$root" -B "$build_root/debug" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOCSIN_WERROR=ON "${launcher[@]}"
+cmake -S "$root" -B "$build_root/debug" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOCSIN_WERROR=ON "${debug_flags[@]}" \
+  "${launcher[@]}"
 cmake --build "$build_root/debug" -j "$jobs"
 
 echo "== Address and undefined-behaviour sanitizer build"
 cmake -S "$root" -B "$build_root/asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTOCSIN_WERROR=ON \
-  -DTOCSIN_SANITIZE=address,undefined -DTOCSIN_INTEGRATION_TESTS=OFF "${launcher[@]}"
+  -DTOCSIN_SANITIZE=address,undefined -DTOCSIN_INTEGRATION_TESTS=OFF "${debug_flags[@]}" "${launcher[@]}"
 cmake --build "$build_root/asan" -j "$jobs"
 
 echo "== Unit tests under ASan and UBSan"

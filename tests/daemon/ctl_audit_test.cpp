@@ -116,7 +116,7 @@ TEST_CASE("audit show filters by kind, run and period")
     typo.kinds = {"steps"};
     std::ostringstream err6;
     CHECK(run_audit_show(typo, now, out4, err6) == 2);
-    CHECK(err6.str().find("unknown --kind \"steps\"; expected one of approval,") != std::string::npos);
+    CHECK(err6.str().find("unknown --kind \"steps\"; expected one of acknowledgement, approval,") != std::string::npos);
 
     std::filesystem::remove(path + ".head");
     std::ostringstream out7;

@@ -138,6 +138,13 @@ class fatigue_test(unittest.TestCase):
         self.assertEqual(done.status, 200, done.text)
         self.assertEqual(done.json()["acknowledged"]["by"], "alice")
         self.assertEqual(done.json()["acknowledged"]["comment"], "rolling back the canary")
+        audit = subprocess.run([os.path.join(ARGS.bin_dir, "tocsinctl"), "audit", "show",
+                                os.path.join(self.dir.path, "state", "audit.log"), "--kind", "acknowledgement",
+                                "--json"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(audit.returncode, 0, audit.stderr)
+        records = [json.loads(line) for line in audit.stdout.splitlines() if line.strip()]
+        self.assertEqual([(r["actor"], r["details"]["comment"]) for r in records],
+                         [("alice", "rolling back the canary")])
 
         harness.wait_until("the escalation to lead", lambda: self.notifications("lead"), TIMEOUT_S)
         first = self.notifications("lead")[0]

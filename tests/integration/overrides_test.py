@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -190,6 +191,17 @@ class override_lifecycle_test(override_test_case):
         self.wait_severity(restarted, "critical")
         self.assertIn("override deleted rule=HighCpu", restarted.log())
         self.assertEqual(self.delete_override(restarted).status, 404)
+
+        # Each change is in the audit log, whose chain verifies across the kill -9.
+        audit_log = os.path.join(self.dir.path, "state", "audit.log")
+        tocsinctl = os.path.join(ARGS.bin_dir, "tocsinctl")
+        verify = subprocess.run([tocsinctl, "audit", "verify", audit_log], capture_output=True, text=True, timeout=30)
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+        shown = subprocess.run([tocsinctl, "audit", "show", audit_log, "--kind", "threshold_override", "--json"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        events = [json.loads(line)["details"]["event"] for line in shown.stdout.splitlines() if line.strip()]
+        self.assertEqual(events, ["override set", "override deleted"])
 
     def test_override_expires(self):
         self.write_config()

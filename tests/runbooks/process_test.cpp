@@ -267,8 +267,10 @@ TEST_CASE("restart by pid file with supervisor")
     const auto service = script(dir, "svc.sh",
                                 "echo $$ > " + pid_file + ".tmp; mv " + pid_file + ".tmp " + pid_file +
                                     "\nexec sleep 30\n");
+    // The loop also ends when the folder is gone, so a failed check leaves no spinning process.
     const auto supervisor = script(dir, "supervisor.sh",
-                                   "while [ ! -e " + stop_file + " ]; do " + service + "; done 2>/dev/null\n");
+                                   "while [ -d " + dir.path().string() + " ] && [ ! -e " + stop_file + " ]; do " +
+                                       service + "; done 2>/dev/null\n");
     const pid_t sup = spawn(supervisor);
     REQUIRE(eventually([&] { return read_pid(pid_file) > 0; }));
     const int first = read_pid(pid_file);

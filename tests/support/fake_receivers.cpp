@@ -190,6 +190,42 @@ const std::regex& iso8601_pattern()
     return pattern;
 }
 
+int digits_at(const std::string& text, std::size_t pos, std::size_t count)
+{
+    return std::stoi(text.substr(pos, count));
+}
+
+// An ISO 8601 date-time of iso8601_pattern()'s shape whose fields are in range: a real day of
+// its month, hour below 24, minute below 60, second up to 60 (a leap second), offset below 24h.
+bool valid_iso8601(const std::string& text)
+{
+    if (!std::regex_match(text, iso8601_pattern())) {
+        return false;
+    }
+    const int year = digits_at(text, 0, 4);
+    const int month = digits_at(text, 5, 2);
+    const int day = digits_at(text, 8, 2);
+    static constexpr int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (month < 1 || month > 12 || day < 1 || day > month_days[month - 1]) {
+        return false;
+    }
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    if (month == 2 && day == 29 && !leap) {
+        return false;
+    }
+    if (digits_at(text, 11, 2) > 23 || digits_at(text, 14, 2) > 59 || digits_at(text, 17, 2) > 60) {
+        return false;
+    }
+    const auto zone = text.find_first_of("Z+-", 19);
+    if (text[zone] != 'Z') {
+        const std::size_t minutes = text[zone + 3] == ':' ? zone + 4 : zone + 3;
+        if (digits_at(text, zone + 1, 2) > 23 || digits_at(text, minutes, 2) > 59) {
+            return false;
+        }
+    }
+    return true;
+}
+
 void check_optional_string(const json& object, const char* name, const std::string& where,
                            std::vector<std::string>& errors)
 {
@@ -537,6 +573,17 @@ std::string pagerduty_error_body(const std::vector<std::string>& errors)
         .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// The routing key check shared by alert and change events.
+void check_routing_key(const json& event, std::vector<std::string>& errors)
+{
+    const json* routing_key = member(event, "routing_key");
+    if (!is_nonempty_string(routing_key)) {
+        errors.emplace_back("'routing_key' is missing or blank");
+    } else if (chars_or_max(routing_key->get<std::string>()) != 32) {
+        errors.emplace_back("Length of 'routing_key' is incorrect (should be 32 characters)");
+    }
+}
+
 std::string join(const std::vector<std::string>& items, std::string_view separator)
 {
     std::string out;
@@ -562,6 +609,8 @@ std::string_view to_string(receiver_kind kind)
         return "slack_api";
     case receiver_kind::webhook:
         return "webhook";
+    case receiver_kind::pagerduty_change:
+        return "pagerduty_change";
     }
     return "unknown";
 }
@@ -618,12 +667,7 @@ std::vector<std::string> validate_pagerduty_event(const json& event, bool reject
         return errors;
     }
 
-    const json* routing_key = member(event, "routing_key");
-    if (!is_nonempty_string(routing_key)) {
-        errors.emplace_back("'routing_key' is missing or blank");
-    } else if (chars_or_max(routing_key->get<std::string>()) != 32) {
-        errors.emplace_back("Length of 'routing_key' is incorrect (should be 32 characters)");
-    }
+    check_routing_key(event, errors);
 
     const json* action = member(event, "event_action");
     std::string action_name;
@@ -669,6 +713,77 @@ std::vector<std::string> validate_pagerduty_event(const json& event, bool reject
     check_optional_string(event, "client", "", errors);
     check_optional_string(event, "client_url", "", errors);
     validate_pagerduty_images_and_links(event, reject_over_limit, errors);
+    return errors;
+}
+
+std::vector<std::string> validate_pagerduty_change_event(const json& event, bool reject_over_limit)
+{
+    std::vector<std::string> errors;
+    if (!event.is_object()) {
+        errors.emplace_back("Event must be a JSON object");
+        return errors;
+    }
+    check_routing_key(event, errors);
+    for (const auto& [name, value] : event.items()) {
+        if (name == "event_action" || name == "dedup_key") {
+            errors.push_back("'" + name + "' is not allowed in a change event");
+        } else if (name != "routing_key" && name != "payload" && name != "links") {
+            errors.push_back("'" + name + "' is not a field of a change event");
+        }
+    }
+
+    const json* payload = member(event, "payload");
+    if (payload == nullptr || payload->is_null()) {
+        errors.emplace_back("'payload' is missing");
+    } else if (!payload->is_object()) {
+        errors.emplace_back("'payload' must be an object");
+    } else {
+        const json* summary = member(*payload, "summary");
+        if (summary == nullptr || (summary->is_string() && summary->get_ref<const std::string&>().empty())) {
+            errors.emplace_back("'payload.summary' is missing or blank");
+        } else if (!summary->is_string()) {
+            errors.emplace_back("'payload.summary' must be a string");
+        } else if (auto chars = count_code_points(summary->get_ref<const std::string&>()); !chars) {
+            errors.emplace_back("'payload.summary' is not valid UTF-8");
+        } else if (*chars > pagerduty_max_summary_chars && reject_over_limit) {
+            errors.push_back("'payload.summary' is " + std::to_string(*chars) +
+                             " characters long; the maximum is 1024");
+        }
+        if (const json* timestamp = member(*payload, "timestamp");
+            timestamp != nullptr && (!timestamp->is_string() || !valid_iso8601(timestamp->get<std::string>()))) {
+            errors.push_back("'payload.timestamp' is not an ISO 8601 date-time: " + timestamp->dump());
+        }
+        check_optional_string(*payload, "source", "payload.", errors);
+        if (const json* details = member(*payload, "custom_details"); details != nullptr && !details->is_object()) {
+            errors.emplace_back("'payload.custom_details' must be an object");
+        }
+        // NOTE: PagerDuty does not document whether it rejects other payload members, such as an
+        // alert's severity. Rejecting them here catches a sender that mixes up the two kinds of event.
+        for (const auto& [name, value] : payload->items()) {
+            if (name != "summary" && name != "timestamp" && name != "source" && name != "custom_details") {
+                errors.push_back("'payload." + name + "' is not a field of a change event");
+            }
+        }
+    }
+
+    if (const json* links = member(event, "links"); links != nullptr) {
+        if (!links->is_array()) {
+            errors.emplace_back("'links' must be an array");
+        } else {
+            for (std::size_t i = 0; i < links->size(); ++i) {
+                const json& link = (*links)[i];
+                const std::string where = "links[" + std::to_string(i) + "]";
+                if (!link.is_object()) {
+                    errors.push_back("'" + where + "' must be an object");
+                    continue;
+                }
+                if (!is_nonempty_string(member(link, "href"))) {
+                    errors.push_back("'" + where + ".href' is missing or blank");
+                }
+                check_optional_string(link, "text", where + ".", errors);
+            }
+        }
+    }
     return errors;
 }
 
@@ -932,6 +1047,7 @@ int fake_receivers::start(int port)
         };
     };
     server_->Post("/v2/enqueue", route(receiver_kind::pagerduty));
+    server_->Post("/v2/change/enqueue", route(receiver_kind::pagerduty_change));
     server_->Post(R"(/services/.*)", route(receiver_kind::slack));
     server_->Post(R"(/api/chat\.(postMessage|update))", route(receiver_kind::slack_api));
     server_->Post(R"(/webhook/[^/]+)", route(receiver_kind::webhook));
@@ -995,9 +1111,10 @@ void fake_receivers::fail_next(receiver_kind kind, int count, int status, std::o
     if (retry_after_s) {
         response.headers.emplace_back("Retry-After", std::to_string(*retry_after_s));
     }
-    if (kind == receiver_kind::pagerduty || kind == receiver_kind::slack_api) {
+    const bool pagerduty = kind == receiver_kind::pagerduty || kind == receiver_kind::pagerduty_change;
+    if (pagerduty || kind == receiver_kind::slack_api) {
         response.content_type = "application/json";
-        response.body = kind == receiver_kind::pagerduty
+        response.body = pagerduty
                             ? json{{"status", "error"}, {"message", "Scripted failure"}}.dump()
                             : json{{"ok", false}, {"error", status == 429 ? "ratelimited" : "fatal_error"}}.dump();
     } else {
@@ -1068,6 +1185,18 @@ std::optional<pagerduty_alert> fake_receivers::open_pagerduty_alert(const std::s
         }
     }
     return std::nullopt;
+}
+
+std::vector<json> fake_receivers::pagerduty_change_events() const
+{
+    std::lock_guard lock(mutex_);
+    std::vector<json> out;
+    for (const auto& event : accepted_) {
+        if (event.kind == receiver_kind::pagerduty_change) {
+            out.push_back(event.body);
+        }
+    }
+    return out;
 }
 
 std::vector<slack_message> fake_receivers::slack_messages() const
@@ -1161,6 +1290,9 @@ void fake_receivers::handle(receiver_kind kind, const httplib::Request& request,
             break;
         case receiver_kind::webhook:
             result = answer_webhook(request, record);
+            break;
+        case receiver_kind::pagerduty_change:
+            result = answer_pagerduty_change(request, record);
             break;
         }
     }
@@ -1270,6 +1402,54 @@ fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& 
     result.status = 202;
     result.content_type = "application/json";
     result.body = json{{"status", "success"}, {"message", "Event processed"}, {"dedup_key", dedup_key}}.dump();
+    return result;
+}
+
+fake_receivers::answer fake_receivers::answer_pagerduty_change(const httplib::Request& request,
+                                                               received_request& record)
+{
+    auto reject = [](std::vector<std::string> errors) {
+        answer result;
+        result.status = 400;
+        result.content_type = "application/json";
+        result.body = pagerduty_error_body(errors);
+        result.reason = join(errors, "; ");
+        return result;
+    };
+    // NOTE: the size and content type checks are those of /v2/enqueue; PagerDuty documents
+    // neither for change events.
+    if (request.body.size() > pagerduty_max_body_bytes) {
+        return reject({"Event object is too large: " + std::to_string(request.body.size()) +
+                       " bytes; the maximum is 512000 bytes"});
+    }
+    if (!is_media_type(request.get_header_value("Content-Type"), "application/json")) {
+        return reject({"Content-Type must be application/json, got \"" +
+                       request.get_header_value("Content-Type") + "\""});
+    }
+    std::string parse_error;
+    auto event = parse_json(request.body, &parse_error);
+    if (!event) {
+        return reject({"JSON parse error: " + parse_error});
+    }
+    record.parsed = *event;
+
+    auto errors = validate_pagerduty_change_event(*event, options_.pagerduty_reject_over_limit);
+    if (!errors.empty()) {
+        return reject(std::move(errors));
+    }
+    if (!options_.pagerduty_routing_key.empty() &&
+        (*event)["routing_key"].get<std::string>() != options_.pagerduty_routing_key) {
+        return reject({"Invalid routing key"});
+    }
+    {
+        std::lock_guard lock(mutex_);
+        accepted_.push_back(
+            {receiver_kind::pagerduty_change, request.path, *event, record.arrival_ms, {}, "recorded"});
+    }
+    answer result;
+    result.status = 202;
+    result.content_type = "application/json";
+    result.body = json{{"status", "success"}, {"message", "Change event processed"}}.dump();
     return result;
 }
 

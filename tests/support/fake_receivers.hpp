@@ -1,5 +1,6 @@
 #pragma once
-// Local stand-ins for the services tocsin delivers to: PagerDuty Events API v2, Slack incoming
+// Local stand-ins for the services tocsin delivers to: PagerDuty Events API v2 (alert and change
+// events), Slack incoming
 // webhooks, the Slack Web API (chat.postMessage, chat.update) and a generic webhook that expects
 // Alertmanager's webhook format (version 4). Each one rejects what the real service rejects,
 // with the real status and body, so that a test passing against them shows that tocsin's
@@ -7,6 +8,7 @@
 //
 // Endpoints, all on one loopback port:
 //   POST /v2/enqueue                    PagerDuty Events API v2
+//   POST /v2/change/enqueue             PagerDuty change events
 //   POST /services/<T>/<B>/<secret>     Slack incoming webhook
 //   POST /api/chat.postMessage          Slack Web API, Authorization: Bearer <token>
 //   POST /api/chat.update               Slack Web API
@@ -43,9 +45,9 @@ struct Response;
 
 namespace tocsin::test {
 
-enum class receiver_kind { pagerduty, slack, slack_api, webhook };
+enum class receiver_kind { pagerduty, slack, slack_api, webhook, pagerduty_change };
 
-// "pagerduty", "slack", "slack_api" or "webhook".
+// "pagerduty", "slack", "slack_api", "webhook" or "pagerduty_change".
 std::string_view to_string(receiver_kind kind);
 
 // A scripted response, sent in place of normal handling.
@@ -85,7 +87,8 @@ struct accepted_event {
     // PagerDuty: the effective dedup_key. Slack Web API: the message ts. Otherwise empty.
     std::string key;
     // PagerDuty: opened, updated, acknowledged, resolved or dropped (ack/resolve of an alert that
-    // is not open on this routing key). Slack Web API: posted, replied or edited.
+    // is not open on this routing key). PagerDuty change events: recorded. Slack Web API: posted,
+    // replied or edited.
     std::string effect;
 };
 
@@ -169,6 +172,8 @@ public:
     std::vector<pagerduty_alert> pagerduty_alerts() const; // every alert ever opened, in order
     std::optional<pagerduty_alert> open_pagerduty_alert(const std::string& routing_key,
                                                         const std::string& dedup_key) const;
+    // The bodies of the accepted change events (routing key included), in arrival order.
+    std::vector<nlohmann::json> pagerduty_change_events() const;
     std::vector<slack_message> slack_messages() const; // Web API messages, in posting order
     std::optional<slack_message> find_slack_message(const std::string& ts) const;
     // Requests currently held by a hang.
@@ -190,6 +195,7 @@ private:
 
     void handle(receiver_kind kind, const httplib::Request& request, httplib::Response& response);
     answer answer_pagerduty(const httplib::Request& request, received_request& record);
+    answer answer_pagerduty_change(const httplib::Request& request, received_request& record);
     answer answer_slack_webhook(const httplib::Request& request, received_request& record);
     answer answer_slack_api(const httplib::Request& request, received_request& record);
     answer answer_webhook(const httplib::Request& request, received_request& record);
@@ -227,6 +233,10 @@ private:
 // problems; empty means valid.
 std::vector<std::string> validate_pagerduty_event(const nlohmann::json& event,
                                                   bool reject_over_limit = true);
+// A change event: routing_key, payload {summary, timestamp, source, custom_details} and links;
+// any other member, event_action and dedup_key included, is an error.
+std::vector<std::string> validate_pagerduty_change_event(const nlohmann::json& event,
+                                                         bool reject_over_limit = true);
 std::vector<std::string> validate_alertmanager_webhook(const nlohmann::json& notification);
 // Returns the Slack error code for an invalid message ("no_text", "invalid_blocks", …), or an
 // empty string when Slack would post it.

@@ -1,6 +1,6 @@
 // tocsin-fake-receivers: the PagerDuty, Slack and webhook stand-ins as a process, for the
 // integration tests. Appends one JSON line per request to the events file and stops on SIGTERM
-// or SIGINT.
+// or SIGINT. Each line's "kind" is pagerduty, pagerduty_change, slack, slack_api or webhook.
 
 #include "support/fake_receivers.hpp"
 
@@ -39,7 +39,8 @@ nlohmann::json event_line(const received_request& request)
 
 int main(int argc, char** argv)
 {
-    CLI::App app{"Local stand-ins for PagerDuty Events API v2, Slack and an Alertmanager-format webhook"};
+    CLI::App app{"Local stand-ins for PagerDuty Events API v2 (alert and change events), Slack and an "
+                 "Alertmanager-format webhook"};
     int port = 0;
     std::string events_path;
     tocsin::test::fake_receivers_options options;
@@ -83,8 +84,8 @@ int main(int argc, char** argv)
         events << event_line(request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n'
                << std::flush;
     });
-    for (auto kind : {receiver_kind::pagerduty, receiver_kind::slack, receiver_kind::slack_api,
-                      receiver_kind::webhook}) {
+    for (auto kind : {receiver_kind::pagerduty, receiver_kind::pagerduty_change, receiver_kind::slack,
+                      receiver_kind::slack_api, receiver_kind::webhook}) {
         if (fail_first > 0) {
             receivers.fail_next(kind, fail_first, fail_status,
                                 retry_after_s >= 0 ? std::optional<int>(retry_after_s) : std::nullopt);
