@@ -493,6 +493,13 @@ service_result stop_by_pid_file(const std::string& pid_file, milliseconds timeou
         return {false, error};
     }
     auto st = read_proc_stat(*pid);
+    if (!st && ::kill(*pid, 0) != 0 && errno == EPERM) {
+        // The process exists, but /proc hides it (hidepid, systemd's ProtectProc) and it
+        // belongs to another user: calling it stopped would be a lie.
+        return {false, fmt::format("process {} from {} belongs to another user and is hidden from tocsind; run the "
+                                   "service as tocsind's user, or stop it through its systemd unit",
+                                   *pid, quote_value(pid_file))};
+    }
     if (!st || st->state == 'Z' || st->state == 'X') {
         return {true, fmt::format("already stopped: process {} from {} does not exist", *pid, quote_value(pid_file))};
     }
