@@ -130,10 +130,10 @@ struct pipeline {
     std::unique_ptr<runbook_service> service;
     std::vector<runbook_message> messages;
 
-    pipeline()
+    explicit pipeline(const char* rules_yaml = rules_text, const char* runbooks_yaml = runbooks_text)
     {
-        dir.write("rules.yaml", rules_text);
-        dir.write("runbooks.yaml", runbooks_text);
+        dir.write("rules.yaml", rules_yaml);
+        dir.write("runbooks.yaml", runbooks_yaml);
         const std::string path = dir.write("tocsin.yaml", config_text);
         diagnostics diags;
         auto loaded = load_config(path, diags);
@@ -319,4 +319,48 @@ TEST_CASE("a silence that ends during an episode does not start a run for that e
     CHECK(p.endpoint.calls().empty());
     REQUIRE(p.service->engine().skips().size() == 1);
     CHECK(p.service->engine().runs().empty());
+}
+
+TEST_CASE("a metric_recovered wait ends when the alert falls below the runbook's tier", "[runbooks][pipeline]")
+{
+    constexpr const char* tiered_rules = R"(
+groups:
+  - name: disk
+    rules:
+      - alert: DiskFull
+        expr: disk_used_pct
+        tiers:
+          warning: "> 90"
+          critical: "> 95"
+)";
+    constexpr const char* waiting_runbook = R"(
+runbooks:
+  - name: cleanup
+    trigger:
+      matchers: ['alertname="DiskFull"']
+      min_severity: critical
+    steps:
+      - name: settle
+        wait: {until: metric_recovered}
+        timeout: 30m
+)";
+    pipeline p(tiered_rules, waiting_runbook);
+    p.step(t0, {{"h1", 99}});
+    p.step(t0 + minute, {{"h1", 99}});
+    auto runs = p.service->engine().runs();
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].phase == runbooks::run_phase::running);
+
+    // Down to the warning tier: the alert still fires, but the metric left the critical tier.
+    p.step(t0 + 2 * minute, {{"h1", 92}});
+    runs = p.service->engine().runs();
+    REQUIRE(runs.size() == 1);
+    REQUIRE(runs[0].outcome);
+    CHECK(*runs[0].outcome == runbooks::run_outcome::succeeded);
+    CHECK(runs[0].steps[0].outcome == runbooks::step_outcome::succeeded);
+    bool still_firing = false;
+    for (const auto& a : p.delivery->groups().alerts()) {
+        still_firing = still_firing || (a.labels.get("severity") == "warning" && !a.resolved_at(t0 + 2 * minute));
+    }
+    CHECK(still_firing);
 }
