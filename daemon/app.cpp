@@ -1117,7 +1117,7 @@ private:
         const std::string path = audit_log_path(config_.main);
         audit_ = runbooks::audit_log::open(path, clock_, error);
         if (!audit_) {
-            log_->error("cannot open the audit log {}: {}; move the file aside to start a new log", path, error);
+            log_->error("cannot open the audit log {}: {}; keep the file and its .head for inspection, and move both aside to start a new log", path, error);
             return false;
         }
         // The head (seq and hash) in the daemon's log, so a copy of it lives outside the file.

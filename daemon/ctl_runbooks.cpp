@@ -21,9 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// Maximum size of a token file, which contains one token.
-constexpr std::size_t max_token_file_bytes = 64 * 1024;
-
 std::string env_or(const char* name, std::string fallback)
 {
     const char* value = std::getenv(name);
@@ -31,43 +28,9 @@ std::string env_or(const char* name, std::string fallback)
 }
 
 // The token from --token-file or $TOCSIN_TOKEN, or nullopt after printing why it cannot be used.
-// Reads need no token unless a proxy in front of tocsind requires one, so an empty token is valid.
 std::optional<std::string> token_of(const runbooks_command& cmd, std::ostream& err)
 {
-    std::string token;
-    if (!cmd.token_file.empty()) {
-        std::ifstream file(cmd.token_file, std::ios::binary);
-        if (!file) {
-            err << "tocsinctl: cannot read the token file " << promql::quote(cmd.token_file)
-                << "; check the path given to --token-file\n";
-            return std::nullopt;
-        }
-        std::string text(max_token_file_bytes + 1, '\0');
-        file.read(text.data(), static_cast<std::streamsize>(text.size()));
-        text.resize(static_cast<std::size_t>(file.gcount()));
-        if (text.size() > max_token_file_bytes) {
-            err << "tocsinctl: the token file " << promql::quote(cmd.token_file) << " is over "
-                << max_token_file_bytes << " bytes; it should hold only the token\n";
-            return std::nullopt;
-        }
-        token = std::string(trim_space(text));
-        if (token.empty()) {
-            err << "tocsinctl: the token file " << promql::quote(cmd.token_file) << " is empty\n";
-            return std::nullopt;
-        }
-    } else {
-        token = std::string(trim_space(env_or("TOCSIN_TOKEN", "")));
-    }
-    const bool control = std::any_of(token.begin(), token.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte < 0x20 || byte == 0x7f;
-    });
-    if (control) {
-        err << "tocsinctl: the token holds control characters; the token file or TOCSIN_TOKEN must hold the "
-               "token alone\n";
-        return std::nullopt;
-    }
-    return token;
+    return client_token(cmd.token_file, err);
 }
 
 bool acts(runbooks_command::action a)

@@ -359,6 +359,32 @@ std::string env_or(const char* name, std::string fallback)
 
 } // namespace
 
+std::optional<std::string> client_token(const std::string& token_file, std::ostream& err)
+{
+    std::string token;
+    if (!token_file.empty()) {
+        std::string error;
+        auto read = read_token_file(token_file, error);
+        if (!read) {
+            err << "tocsinctl: " << error << '\n';
+            return std::nullopt;
+        }
+        if (read->empty()) {
+            err << "tocsinctl: the token file " << quoted_arg(token_file) << " is empty\n";
+            return std::nullopt;
+        }
+        token = std::move(*read);
+    } else {
+        token = std::string(trim_space(env_or("TOCSIN_TOKEN", "")));
+    }
+    if (!valid_token(token)) {
+        err << "tocsinctl: the token holds control characters; the token file or TOCSIN_TOKEN must hold the token "
+               "alone\n";
+        return std::nullopt;
+    }
+    return token;
+}
+
 std::optional<std::vector<label_matcher>> parse_matcher_args(const std::vector<std::string>& args,
                                                              bool bare_alertname, std::string& error)
 {
@@ -774,26 +800,11 @@ int run_silence_command(const silence_command& args)
     }
 
     std::string error;
-    std::string token;
-    if (!cmd.token_file.empty()) {
-        auto read = read_token_file(cmd.token_file, error);
-        if (!read) {
-            std::cerr << "tocsinctl: " << error << '\n';
-            return 2;
-        }
-        if (read->empty()) {
-            std::cerr << "tocsinctl: the token file " << quoted_arg(cmd.token_file) << " is empty\n";
-            return 2;
-        }
-        token = std::move(*read);
-    } else {
-        token = std::string(trim_space(env_or("TOCSIN_TOKEN", "")));
-    }
-    if (!valid_token(token)) {
-        std::cerr << "tocsinctl: the token holds control characters; the token file or TOCSIN_TOKEN must hold "
-                     "the token alone\n";
+    const auto token_read = client_token(cmd.token_file, std::cerr);
+    if (!token_read) {
         return 2;
     }
+    const std::string token = *token_read;
 
     auto timeout = parse_duration(cmd.timeout, error);
     if (!timeout || timeout->count() <= 0) {

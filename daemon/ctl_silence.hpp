@@ -140,4 +140,9 @@ int silence_update(const silence_command& cmd, silence_transport& api, time_ms n
 // command against tocsind. Returns the exit code.
 int run_silence_command(const silence_command& cmd);
 
+// The client token from `token_file` or, without one, $TOCSIN_TOKEN. Returns nullopt after
+// printing to `err` why it cannot be used. An empty token is valid: reads need none unless a
+// proxy in front of tocsind requires one.
+std::optional<std::string> client_token(const std::string& token_file, std::ostream& err);
+
 } // namespace tocsin

@@ -214,7 +214,7 @@ bool delivery_service::annotate(std::uint64_t id, const std::string& name, const
     return dispatcher_->annotate(id, name, text, announce);
 }
 
-void delivery_service::queue_messages(const notification& n, std::vector<outbox_entry>& out)
+bool delivery_service::queue_messages(const notification& n, std::vector<outbox_entry>& out)
 {
     const time_ms now = clock_.now_ms();
     build_result built = build_messages(n, *routing_, *templates_);
@@ -224,6 +224,7 @@ void delivery_service::queue_messages(const notification& n, std::vector<outbox_
     if (built.template_errors > 0) {
         template_errors_[n.integration.receiver] += built.template_errors;
     }
+    const bool built_any = !built.messages.empty();
     for (auto& m : built.messages) {
         ++metrics_[m.integration.id()].notifications;
         if (m.integration.kind == integration_kind::console) {
@@ -236,6 +237,7 @@ void delivery_service::queue_messages(const notification& n, std::vector<outbox_
         e.next_attempt_at = now;
         out.push_back(std::move(e));
     }
+    return built_any;
 }
 
 bool delivery_service::send_direct(const direct_message& m, std::string& error)
@@ -401,7 +403,6 @@ void delivery_service::keep_news(std::vector<history_row> rows, std::vector<hist
 
 void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history)
 {
-    const time_ms now = clock_.now_ms();
     for (const notification& n : dispatcher_->flush_due()) {
         if (n.escalation_level > 0 && escalation_observer_) {
             for (std::size_t i = 0; i < n.firing && i < n.alerts.size(); ++i) {
@@ -409,27 +410,8 @@ void delivery_service::enqueue_notifications(std::vector<outbox_entry>& out, std
                 escalation_observer_(a, n.escalation_level, dispatcher_->mute_status_of(a.id, a.labels));
             }
         }
-        build_result built = build_messages(n, *routing_, *templates_);
-        for (const auto& line : built.log_lines) {
-            notify_log()->warn("{}", line);
-        }
-        if (built.template_errors > 0) {
-            template_errors_[n.integration.receiver] += built.template_errors;
-        }
-        if (!built.messages.empty()) {
+        if (queue_messages(n, out)) {
             keep_news(history_rows(n), history);
-        }
-        for (auto& m : built.messages) {
-            ++metrics_[m.integration.id()].notifications;
-            if (m.integration.kind == integration_kind::console) {
-                print_console(m);
-                continue;
-            }
-            outbox_entry e;
-            e.message = std::move(m);
-            e.created_at = now;
-            e.next_attempt_at = now;
-            out.push_back(std::move(e));
         }
     }
 }

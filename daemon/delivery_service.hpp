@@ -135,7 +135,8 @@ private:
     // Upserts `a` into the dispatcher, keeping sticky annotations of the same episode, and
     // tells the alert observer.
     void upsert_alert(alert a);
-    void queue_messages(const notification& n, std::vector<outbox_entry>& out);
+    // Builds the messages of `n` into `out` (console ones are printed); false when it built none.
+    bool queue_messages(const notification& n, std::vector<outbox_entry>& out);
     // Adds entries built outside a group flush to the outbox; see send_direct().
     bool commit_direct(std::vector<outbox_entry>& fresh, std::string& error);
     void enqueue_notifications(std::vector<outbox_entry>& out, std::vector<history_row>& history);

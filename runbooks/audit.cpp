@@ -200,6 +200,59 @@ audit_log::~audit_log()
     }
 }
 
+namespace {
+
+// Compares the end of a chain that verified with the head file next to the log. No head file
+// leaves the chain alone to decide. A head one record behind is the window of a crash between
+// the append and the head's replacement.
+audit_verify_result check_head(const std::string& path, const scan_result& r)
+{
+    audit_verify_result out;
+    out.ok = true;
+    out.records = r.last_seq;
+    std::string head_text;
+    std::string ignored;
+    if (!read_whole(head_path(path), head_text, ignored)) {
+        return out;
+    }
+    nlohmann::json head = nlohmann::json::parse(head_text, nullptr, false);
+    if (head.is_discarded() || !head.is_object() || !head.contains("seq") || !head["seq"].is_number_unsigned() ||
+        !head.contains("hash") || !head["hash"].is_string()) {
+        out.ok = false;
+        out.problem = fmt::format("the head file {} is not {{\"hash\":...,\"seq\":...}}", quote_value(head_path(path)));
+        return out;
+    }
+    const auto head_seq = head["seq"].get<std::uint64_t>();
+    const auto head_hash = head["hash"].get<std::string>();
+    if (r.last_seq < head_seq) {
+        out.ok = false;
+        out.line = static_cast<std::size_t>(r.last_seq + 1);
+        out.problem = fmt::format("line {}: the log ends after record {} but its head file says {} records "
+                                  "were written: records were removed from the end",
+                                  r.last_seq + 1, r.last_seq, head_seq);
+        return out;
+    }
+    if (r.last_seq == head_seq && r.last_hash != head_hash) {
+        out.ok = false;
+        out.line = static_cast<std::size_t>(r.last_seq);
+        out.problem = fmt::format("line {}: record {} differs from the one the head file recorded: the end "
+                                  "of the log was rewritten",
+                                  r.last_seq, r.last_seq);
+        return out;
+    }
+    if (r.last_seq > head_seq + 1) {
+        out.ok = false;
+        out.line = static_cast<std::size_t>(head_seq + 2);
+        out.problem = fmt::format("line {}: the head file says {} records, the log has {}: the head file is "
+                                  "stale or was replaced",
+                                  head_seq + 2, head_seq, r.last_seq);
+        return out;
+    }
+    return out;
+}
+
+} // namespace
+
 std::unique_ptr<audit_log> audit_log::open(const std::string& path, const clock& clk, std::string& error)
 {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -214,12 +267,18 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, const clock&
     }
     scan_result r = scan(text);
     std::size_t cut = 0;
+    if (!r.verify.ok && !r.only_cut_tail) {
+        error = fmt::format("the audit log {} does not verify: {}", quote_value(path), r.verify.problem);
+        return nullptr;
+    }
+    // The records that are complete must also end where the head file says: extending a log
+    // cut at its end or rewritten there would make the tampering verify. An incomplete last
+    // line is a crash's only when the head does not list it yet.
+    if (auto head = check_head(path, r); !head.ok) {
+        error = fmt::format("the audit log {} does not verify: {}", quote_value(path), head.problem);
+        return nullptr;
+    }
     if (!r.verify.ok) {
-        if (!r.only_cut_tail) {
-            error = fmt::format("the audit log {} does not verify: {}; move it aside and keep it for inspection",
-                                quote_value(path), r.verify.problem);
-            return nullptr;
-        }
         cut = text.size() - r.valid_bytes;
         if (::ftruncate(fd, static_cast<off_t>(r.valid_bytes)) != 0 || ::fsync(fd) != 0) {
             error = fmt::format("cannot cut the incomplete last line of {}: {}", quote_value(path),
@@ -291,6 +350,7 @@ std::string audit_log::last_hash() const
     return hash_;
 }
 
+
 audit_verify_result verify_audit_log(const std::string& path)
 {
     std::string text;
@@ -302,46 +362,7 @@ audit_verify_result verify_audit_log(const std::string& path)
     if (!r.verify.ok) {
         return r.verify;
     }
-    std::string head_text;
-    std::string ignored;
-    if (!read_whole(head_path(path), head_text, ignored)) {
-        return r.verify; // no head file: the chain alone
-    }
-    nlohmann::json head = nlohmann::json::parse(head_text, nullptr, false);
-    if (head.is_discarded() || !head.is_object() || !head.contains("seq") || !head["seq"].is_number_unsigned() ||
-        !head.contains("hash") || !head["hash"].is_string()) {
-        r.verify.ok = false;
-        r.verify.problem = fmt::format("the head file {} is not {{\"hash\":...,\"seq\":...}}",
-                                       quote_value(head_path(path)));
-        return r.verify;
-    }
-    const auto head_seq = head["seq"].get<std::uint64_t>();
-    const auto head_hash = head["hash"].get<std::string>();
-    if (r.last_seq < head_seq) {
-        r.verify.ok = false;
-        r.verify.line = static_cast<std::size_t>(r.last_seq + 1);
-        r.verify.problem = fmt::format("line {}: the log ends after record {} but its head file says {} records "
-                                       "were written: records were removed from the end",
-                                       r.last_seq + 1, r.last_seq, head_seq);
-        return r.verify;
-    }
-    if (r.last_seq == head_seq && r.last_hash != head_hash) {
-        r.verify.ok = false;
-        r.verify.line = static_cast<std::size_t>(r.last_seq);
-        r.verify.problem = fmt::format("line {}: record {} differs from the one the head file recorded: the end "
-                                       "of the log was rewritten",
-                                       r.last_seq, r.last_seq);
-        return r.verify;
-    }
-    if (r.last_seq > head_seq + 1) {
-        r.verify.ok = false;
-        r.verify.line = static_cast<std::size_t>(head_seq + 2);
-        r.verify.problem = fmt::format("line {}: the head file says {} records, the log has {}: the head file is "
-                                       "stale or was replaced",
-                                       head_seq + 2, head_seq, r.last_seq);
-        return r.verify;
-    }
-    return r.verify;
+    return check_head(path, r);
 }
 
 bool read_audit_log(const std::string& path, std::vector<audit_record>& out, std::string& error)

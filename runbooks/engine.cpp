@@ -283,6 +283,7 @@ trigger_decision engine::decide(const runbook& rb, const alert_event& event)
     state->record.labels = event.labels.items();
     state->record.created_at = now;
     state->record.dry_run = rb.dry_run;
+    state->record.definition = rb.definition_hash;
     state->record.queued = active_runs(rb.name) >= rb.concurrency;
     state->labels = event.labels;
     state->book = &rb;
@@ -898,8 +899,9 @@ std::vector<std::string> engine::recover()
             give_up(fmt::format("runbook {} is no longer configured", r.record.runbook));
             continue;
         }
-        if (!names_match) {
-            give_up(fmt::format("runbook {} changed since the run started: its steps differ", r.record.runbook));
+        if (!names_match || (!r.record.definition.empty() && r.record.definition != r.book->definition_hash)) {
+            give_up(fmt::format("runbook {} changed since the run started: its steps or params differ",
+                                r.record.runbook));
             continue;
         }
         const std::string step_name = r.next < r.steps.size() ? r.steps[r.next].name : std::string();

@@ -40,6 +40,7 @@ struct run_record {
     time_ms created_at = 0;
     bool dry_run = false;
     bool queued = false;        // created behind the concurrency limit
+    std::string definition;     // runbook::definition_hash when the run was created; empty in old journals
 };
 
 enum class approval_state { none, waiting, approved, rejected, timed_out };

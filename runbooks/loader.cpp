@@ -10,6 +10,7 @@
 
 #include "rules/file_read.hpp"
 #include "rules/yaml_check.hpp"
+#include "runbooks/hash.hpp"
 #include "runbooks/process.hpp"
 
 namespace tocsin::runbooks {
@@ -186,6 +187,20 @@ std::optional<runbook> runbook_file_loader::load_runbook(const YAML::Node& node,
     runbook rb;
     rb.file = file_;
     rb.line = node.Mark().line + 1;
+    {
+        YAML::Emitter definition;
+        definition << YAML::BeginSeq;
+        for (const char* key : {"params", "steps"}) {
+            const YAML::Node part = yaml::checker::child(node, key);
+            if (part.IsDefined()) {
+                definition << part;
+            } else {
+                definition << YAML::Null;
+            }
+        }
+        definition << YAML::EndSeq;
+        rb.definition_hash = sha256_hex(definition.good() ? definition.c_str() : "");
+    }
 
     const YAML::Node name = yaml::checker::child(node, "name");
     if (!name.IsDefined()) {

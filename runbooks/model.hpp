@@ -110,6 +110,10 @@ struct runbook {
     interrupt_policy on_interrupt = interrupt_policy::abort_and_escalate;
     std::string escalate_to; // receiver for escalations; empty: the daemon's default
     std::vector<step> steps;
+    // SHA-256 of the steps and params as written (YAML re-emitted, so layout and comments do
+    // not count). A run started under another definition is not resumed after a restart or
+    // reload.
+    std::string definition_hash;
 };
 
 const char* to_string(trigger_on on);

@@ -107,7 +107,8 @@ void sqlite_journal::run_created(const run_record& record)
                        {"labels", std::move(labels)},
                        {"created_at", record.created_at},
                        {"dry_run", record.dry_run},
-                       {"queued", record.queued}};
+                       {"queued", record.queued},
+                       {"definition", record.definition}};
     append(record.id, "run_created", dump(body), record.created_at);
     mirror_.run_created(record);
 }
@@ -219,6 +220,7 @@ bool sqlite_journal::replay(const std::string& kind, const std::string& body)
             r.created_at = row.at("created_at").get<time_ms>();
             r.dry_run = row.at("dry_run").get<bool>();
             r.queued = row.at("queued").get<bool>();
+            r.definition = row.value("definition", std::string());
             mirror_.run_created(r);
         } else if (kind == "run_started") {
             mirror_.run_started(row.at("id").get<std::string>(), row.at("at").get<time_ms>());

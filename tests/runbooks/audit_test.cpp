@@ -174,8 +174,15 @@ TEST_CASE("cut tail is found")
         CHECK(result.line == 5);
         CHECK_THAT(result.problem, Catch::Contains("incomplete record without a newline"));
 
-        // Opening the log repairs it and records the repair in the log itself.
+        // The head file lists record 5, so the cut is no crash: the log is not extended.
         std::string error;
+        CHECK_FALSE(audit_log::open(path, clock, error));
+        CHECK_THAT(error, Catch::Contains("head file says 5 records"));
+
+        // A crash during the write of record 5 leaves the head at record 4. Opening the log
+        // then repairs it and records the repair in the log itself.
+        const auto fourth = nlohmann::json::parse(lines[3]);
+        write_lines(path + ".head", {nlohmann::json{{"hash", fourth["hash"]}, {"seq", 4}}.dump()});
         auto log = audit_log::open(path, clock, error);
         REQUIRE(log);
         CHECK(log->last_seq() == 5);
@@ -194,6 +201,34 @@ TEST_CASE("cut tail is found")
         CHECK_FALSE(result.ok);
         CHECK(result.line == 4);
         CHECK_THAT(result.problem, Catch::Contains("head file says 5 records"));
+        std::string error;
+        CHECK_FALSE(audit_log::open(path, clock, error));
+        CHECK_THAT(error, Catch::Contains("removed from the end"));
+    }
+    SECTION("last record rewritten")
+    {
+        auto last = nlohmann::json::parse(lines[4]);
+        last["actor"] = "mallory";
+        audit_record rec;
+        rec.seq = last["seq"];
+        rec.time = last["time_ms"];
+        rec.kind = last["kind"];
+        rec.actor = last["actor"];
+        rec.details = last["details"];
+        rec.prev_hash = last["prev_hash"];
+        last["hash"] = audit_hash(rec);
+        lines[4] = canonical_json(last);
+        write_lines(path, lines);
+        std::string error;
+        CHECK_FALSE(audit_log::open(path, clock, error));
+        CHECK_THAT(error, Catch::Contains("the end of the log was rewritten"));
+    }
+    SECTION("whole log removed")
+    {
+        write_lines(path, {}, false);
+        std::string error;
+        CHECK_FALSE(audit_log::open(path, clock, error));
+        CHECK_THAT(error, Catch::Contains("records were removed from the end"));
     }
 }
 

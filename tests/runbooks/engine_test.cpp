@@ -541,7 +541,7 @@ TEST_CASE("restart interrupts a running exec step")
     const auto e = firing("fraud-v2", t0);
     const std::string id = run_id_for("rollback", e.fingerprint, t0);
     // What a daemon killed in the middle of step 1 leaves in its journal.
-    h.journal.run_created({id, "rollback", e.fingerprint, t0, e.labels.items(), t0, false, false});
+    h.journal.run_created({id, "rollback", e.fingerprint, t0, e.labels.items(), t0, false, false, {}});
     h.journal.step_started(id, 0, "stop-canary", t0);
     h.journal.step_finished(id, 0, step_outcome::succeeded, "ok", t0);
     h.journal.step_started(id, 1, "roll-back", t0);
@@ -574,7 +574,7 @@ TEST_CASE("restart reruns http with same key")
     harness h(text);
     const auto e = firing("fraud-v2", t0);
     const std::string id = run_id_for("deploy", e.fingerprint, t0);
-    h.journal.run_created({id, "deploy", e.fingerprint, t0, e.labels.items(), t0, false, false});
+    h.journal.run_created({id, "deploy", e.fingerprint, t0, e.labels.items(), t0, false, false, {}});
     h.journal.step_started(id, 0, "call", t0);
 
     h.eng->recover();
@@ -629,6 +629,31 @@ TEST_CASE("restart after runbook change interrupts")
     h.eng->recover();
     CHECK(h.only_run().outcome == run_outcome::interrupted);
     CHECK_THAT(h.only_run().outcome_detail, Catch::Contains("changed since the run started"));
+}
+
+TEST_CASE("restart after a step's content changed interrupts")
+{
+    const std::string extra = "    on_interrupt: resume\n    approval: {required_before: roll-back, timeout: 15m}\n";
+    const std::string text = rollback_runbook(extra);
+    harness h(text);
+    h.fire(firing("fraud-v2", t0));
+    REQUIRE(h.only_run().phase == run_phase::waiting_approval);
+
+    // Same step names, another program: the approval was given for the old one.
+    std::string edited = text;
+    const std::string from = "/opt/rollback";
+    edited.replace(edited.find(from), from.size(), "/opt/rollback-v2");
+    h.start(edited);
+    h.eng->recover();
+    CHECK(h.only_run().outcome == run_outcome::interrupted);
+    CHECK_THAT(h.only_run().outcome_detail, Catch::Contains("its steps or params differ"));
+
+    // Layout and comments do not count as a change.
+    harness same(text);
+    same.fire(firing("fraud-v2", t0));
+    same.start("# reformatted\n" + text);
+    same.eng->recover();
+    CHECK(same.only_run().phase == run_phase::waiting_approval);
 }
 
 TEST_CASE("runs follow alerts, not notification groups")
@@ -773,9 +798,10 @@ TEST_CASE("example runbook end to end")
     replace("/var/lib/model-registry", versions);
 
     // The canary: a small service that writes its pid file and exits on SIGTERM.
-    const std::string canary = dir.write("canary.sh", "#!/bin/sh\necho $$ > " + pid_file + ".tmp; mv " + pid_file +
-                                                          ".tmp " + pid_file +
-                                                          "\ntrap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n");
+    // The trap comes before the pid file, so a SIGTERM right after the file appears is caught.
+    const std::string canary = dir.write("canary.sh", "#!/bin/sh\ntrap 'exit 0' TERM\necho $$ > " + pid_file +
+                                                          ".tmp; mv " + pid_file + ".tmp " + pid_file +
+                                                          "\nwhile :; do sleep 0.05; done\n");
     std::filesystem::permissions(canary, std::filesystem::perms::owner_all);
     const pid_t pid = ::fork();
     if (pid == 0) {
