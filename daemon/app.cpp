@@ -1254,10 +1254,15 @@ private:
         while (!runbooks_->engine().idle() && std::chrono::steady_clock::now() < deadline) {
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
-        if (!runbooks_->engine().idle()) {
-            runbook_log_->warn("steps still running at shutdown; the next start treats them as interrupted");
-        }
         runbooks_->tick();
+        if (!runbooks_->engine().idle()) {
+            runbook_log_->warn("steps still running after shutdown_timeout; tocsind stops without waiting for them. "
+                               "Their programs keep running, and the next start records the steps as interrupted");
+            // Destroying the engine would join the worker threads, which wait for their
+            // programs: the process exits with them instead.
+            static_cast<void>(runbooks_.release());
+            return;
+        }
         runbooks_.reset();
     }
 
@@ -1279,6 +1284,8 @@ private:
         }
         d.labels = label_set(std::move(labels));
         d.text = m.text;
+        d.starts_at = m.sent_at;
+        d.resolved = m.resolved;
         return delivery_->send_direct(d, error);
     }
 
@@ -1606,7 +1613,7 @@ private:
         std::string error;
         bool done = false;
         switch (target.action) {
-        case run_action::approve: done = engine.approve(target.run_id, parsed.by, error); break;
+        case run_action::approve: done = engine.approve(target.run_id, parsed.by, parsed.reason, error); break;
         case run_action::reject: done = engine.reject(target.run_id, parsed.by, parsed.reason, error); break;
         case run_action::cancel: done = engine.cancel(target.run_id, parsed.by, parsed.reason, error); break;
         case run_action::none: break;

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <glob.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -338,6 +340,13 @@ std::optional<loaded_config> config_loader::load()
                 out.runbooks.push_back(std::move(rb));
             }
         }
+        constexpr std::size_t max_runbooks = 1000;
+        if (out.runbooks.size() > max_runbooks) {
+            diags_.add(path_, 0, 0,
+                       fmt::format("runbooks.files load {} runbooks; at most {} are allowed, because every alert "
+                                   "change is matched against each of them",
+                                   out.runbooks.size(), max_runbooks));
+        }
         runbooks::check_programs(out.runbooks, config.runbooks.allowed_programs, diags_);
         check_runbook_receivers(out);
     }
@@ -407,9 +416,23 @@ void config_loader::load_runbooks(const YAML::Node& node, loaded_config& out)
                 if (!value) {
                     continue;
                 }
-                if (value->empty() || value->front() != '/') {
+                if (value->empty() || value->front() != '/' || value->find('\0') != std::string::npos) {
                     check_.error(n[i], fmt::format("runbooks.allowed_programs entry {} is not an absolute path; "
                                                    "expected a program such as /usr/local/bin/rollback-model",
+                                                   promql::quote(*value)));
+                    continue;
+                }
+                // A typo here would only show when a runbook first needs the program.
+                struct stat st {};
+                if (::stat(value->c_str(), &st) != 0) {
+                    check_.error(n[i], fmt::format("runbooks.allowed_programs entry {} cannot be used: {}; expected "
+                                                   "an installed program",
+                                                   promql::quote(*value), std::strerror(errno)));
+                    continue;
+                }
+                if (!S_ISREG(st.st_mode) || ::access(value->c_str(), X_OK) != 0) {
+                    check_.error(n[i], fmt::format("runbooks.allowed_programs entry {} is not an executable file; "
+                                                   "expected a program, not a folder or a data file",
                                                    promql::quote(*value)));
                     continue;
                 }

@@ -229,7 +229,8 @@ int main(int argc, char** argv)
         sub->add_option("--url", silence_args.url,
                         fmt::format("tocsind's address; default: $TOCSIN_URL, else {}", tocsin::default_tocsin_url));
         sub->add_option("--token-file", silence_args.token_file,
-                        "File holding an admin token (see auth.admin_token_files); default: $TOCSIN_TOKEN");
+                        "File holding an admin token (see auth.admin_token_files); default: the token itself in "
+                        "$TOCSIN_TOKEN");
         sub->add_option("--ca-file", silence_args.ca_file, "PEM CA certificate to verify an https:// tocsind");
         sub->add_option("--timeout", silence_args.timeout, "Timeout of each request")->capture_default_str();
     };
@@ -308,8 +309,8 @@ int main(int argc, char** argv)
         sub->add_option("--url", runbooks_args.url,
                         fmt::format("tocsind's address; default: $TOCSIN_URL, else {}", tocsin::default_tocsin_url));
         sub->add_option("--token-file", runbooks_args.token_file,
-                        "File holding a token (an admin token for approve, reject and cancel; see "
-                        "auth.admin_token_files); default: $TOCSIN_TOKEN");
+                        "File holding an admin token (see auth.admin_token_files), needed by every runbook "
+                        "command; default: the token itself in $TOCSIN_TOKEN");
         sub->add_option("--ca-file", runbooks_args.ca_file, "PEM CA certificate to verify an https:// tocsind");
         sub->add_option("--timeout", runbooks_args.timeout, "Timeout of the request")->capture_default_str();
     };

@@ -112,6 +112,9 @@ int report_failure(const transport_reply& reply, std::ostream& err)
     } else {
         err << "tocsinctl: " << reply.status << ": " << server_error_message(reply.status, reply.body) << '\n';
     }
+    if (reply.status == 401) {
+        err << "tocsinctl: pass an admin token with --token-file FILE, or put the token itself in TOCSIN_TOKEN\n";
+    }
     return 1;
 }
 

@@ -252,27 +252,31 @@ bool delivery_service::send_direct(const direct_message& m, std::string& error)
     pseudo.id = m.labels.fingerprint();
     pseudo.labels = m.labels;
     pseudo.annotations = {{"summary", m.text}};
-    pseudo.starts_at = now;
+    pseudo.starts_at = m.starts_at != 0 ? m.starts_at : now;
+    pseudo.ends_at = m.resolved ? now : 0;
     pseudo.updated_at = now;
     pseudo.source = "runbooks";
     std::vector<outbox_entry> fresh;
-    auto add = [&](integration_kind kind, std::size_t count) {
-        for (std::size_t i = 0; i < count; ++i) {
+    auto add = [&](integration_kind kind, const auto& configs) {
+        for (std::size_t i = 0; i < configs.size(); ++i) {
+            if (m.resolved && !configs[i].send_resolved) {
+                continue;
+            }
             notification n;
             n.integration = integration_ref{receiver->name, kind, static_cast<std::uint32_t>(i)};
             n.route_key = "runbooks";
             n.group_key = "runbook:" + m.key;
             n.group_labels = m.labels;
             n.alerts.push_back(pseudo);
-            n.firing = 1;
+            n.firing = m.resolved ? 0 : 1;
             n.created_at = now;
             queue_messages(n, fresh);
         }
     };
-    add(integration_kind::webhook, receiver->webhooks.size());
-    add(integration_kind::pagerduty, receiver->pagerduty.size());
-    add(integration_kind::slack, receiver->slack.size());
-    add(integration_kind::console, receiver->console.size());
+    add(integration_kind::webhook, receiver->webhooks);
+    add(integration_kind::pagerduty, receiver->pagerduty);
+    add(integration_kind::slack, receiver->slack);
+    add(integration_kind::console, receiver->console);
     return commit_direct(fresh, error);
 }
 

@@ -40,6 +40,10 @@ struct direct_message {
     std::string key;
     label_set labels; // alertname and severity included
     std::string text;
+    time_ms starts_at = 0; // 0: now
+    // A resolve of the message sent with the same receiver, key and labels: integrations with
+    // send_resolved get it, and PagerDuty closes the incident it opened.
+    bool resolved = false;
 };
 
 class delivery_service {

@@ -216,7 +216,8 @@ json run_json(const runbooks::run_view& r)
         {"dry_run", r.dry_run},
         {"phase", runbooks::to_string(r.phase)},
         {"approval", {{"state", runbooks::to_string(r.approval)},
-                      {"by", r.approval_by.empty() ? json(nullptr) : json(r.approval_by)}}},
+                      {"by", r.approval_by.empty() ? json(nullptr) : json(r.approval_by)},
+                      {"reason", r.approval_reason.empty() ? json(nullptr) : json(r.approval_reason)}}},
         {"outcome", r.outcome ? json(runbooks::to_string(*r.outcome)) : json(nullptr)},
         {"outcome_detail", r.outcome_detail},
         {"finished_at", time_or_null(r.finished_at)},
@@ -481,6 +482,9 @@ int run_action_error_status(const std::optional<runbooks::run_view>& run, run_ac
         return 409;
     }
     if ((action == run_action::approve || action == run_action::reject) && run->phase != run_phase::waiting_approval) {
+        return 409;
+    }
+    if (action == run_action::cancel && run->cancelling) {
         return 409;
     }
     return 500;

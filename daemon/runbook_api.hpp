@@ -120,7 +120,8 @@ run_action_request parse_run_action_request(run_action action, std::string_view 
 
 // Returns the status for an approve, reject or cancel that the engine rejected, given the run
 // as find() returned it before the call. 404: no such run. 409: the phase does not allow the
-// action (finished, or not waiting_approval for approve and reject). 500 otherwise, because
+// action (finished, not waiting_approval for approve and reject, or a cancel already under
+// way). 500 otherwise, because
 // then the journal could not record the decision.
 int run_action_error_status(const std::optional<runbooks::run_view>& run, run_action action);
 

@@ -100,6 +100,15 @@ void runbook_service::observe(const alert& a, const mute_status& mute)
     if (resolved) {
         notes_.erase(a.id);
         std::erase_if(alerts_, [&a](const auto& entry) { return entry.second == a.id; });
+        std::vector<std::string> runs;
+        for (const auto& [run_id, messages] : sent_) {
+            if (!messages.empty() && messages.front().alert_id == a.id) {
+                runs.push_back(run_id);
+            }
+        }
+        for (const auto& run_id : runs) {
+            resolve_messages(run_id, "");
+        }
     }
 }
 
@@ -130,7 +139,12 @@ void runbook_service::feed(const runbooks::alert_event& event, std::uint64_t ale
         ++decisions_[{d.runbook, runbooks::to_string(d.kind)}];
         if (d.kind == runbooks::decision_kind::started || d.kind == runbooks::decision_kind::queued) {
             alerts_[{event.fingerprint, event.episode_start}] = alert_id;
-            log(fmt::format("runbooks: alert {} started run {} of {}", event.labels.to_string(), d.run_id, d.runbook));
+        } else if (d.kind == runbooks::decision_kind::skipped_silenced ||
+                   d.kind == runbooks::decision_kind::skipped_cooldown ||
+                   d.kind == runbooks::decision_kind::skipped_max_runs) {
+            // On-call sees in the alert's notification that tocsin did not act, and why.
+            notes_[alert_id][d.runbook + " skipped"] = fmt::format("{}: not run: {}", d.runbook, d.detail);
+            publish_notes(alert_id, false);
         } else if (d.kind == runbooks::decision_kind::error) {
             log(fmt::format("runbooks: runbook {} did not start for alert {}: {}", d.runbook, event.labels.to_string(),
                             d.detail));
@@ -190,19 +204,31 @@ void runbook_service::on_change(const runbooks::run_view& run)
     if (finished) {
         counted_steps_.erase(run.id);
     }
+    if (run.phase != runbooks::run_phase::waiting_approval) {
+        resolve_messages(run.id, "approval_request");
+    }
+    if (finished && !id) {
+        resolve_messages(run.id, ""); // no alert to wait for
+    }
     if (!id || !callbacks_.annotate) {
         return;
     }
-    auto& lines = notes_[*id];
-    lines[run.id] = describe_run(run);
+    notes_[*id][run.id] = describe_run(run);
+    // Step ends only update the annotation. A run that waits for a person or ends is
+    // announced to the alert's receivers at once.
+    publish_notes(*id, finished || run.phase == runbooks::run_phase::waiting_approval);
+}
+
+void runbook_service::publish_notes(std::uint64_t alert_id, bool announce)
+{
+    if (!callbacks_.annotate) {
+        return;
+    }
     std::string text;
-    for (const auto& [run_id, line] : lines) {
+    for (const auto& [key, line] : notes_[alert_id]) {
         text += (text.empty() ? "" : "\n") + line;
     }
-    // Step ends only update the annotation; a run that waits for a person or ends is
-    // announced to the alert's receivers at once.
-    const bool announce = finished || run.phase == runbooks::run_phase::waiting_approval;
-    callbacks_.annotate(*id, text, announce);
+    callbacks_.annotate(alert_id, text, announce);
 }
 
 runbooks::notify_result runbook_service::notify(const runbooks::notification& n)
@@ -220,17 +246,51 @@ runbooks::notify_result runbook_service::notify(const runbooks::notification& n)
     m.text = n.text;
     if (auto run = engine_->find(n.run_id)) {
         m.alert_labels = run->labels;
+        m.alert_id = alert_of(run->fingerprint, run->episode_start).value_or(0);
     }
     if (m.receiver.empty()) {
         ++messages_failed_;
         return {false, "no receiver: set escalate_to on the runbook or runbooks.default_receiver"};
     }
+    if (n.what == runbooks::notification::kind::approval_request) {
+        m.text += fmt::format(" Approve with `tocsinctl runbooks approve {} --by NAME`, or reject with `tocsinctl "
+                              "runbooks reject {} --by NAME --reason TEXT`.",
+                              n.run_id, n.run_id);
+    }
+    m.sent_at = clock_.now_ms();
     std::string error;
     if (!callbacks_.send || !callbacks_.send(m, error)) {
         ++messages_failed_;
         return {false, error.empty() ? "the message could not be queued" : error};
     }
+    sent_[m.run_id].push_back(m);
     return {true, fmt::format("queued for receiver {}", m.receiver)};
+}
+
+void runbook_service::resolve_messages(const std::string& run_id, const std::string& which)
+{
+    auto it = sent_.find(run_id);
+    if (it == sent_.end()) {
+        return;
+    }
+    auto& list = it->second;
+    for (auto m = list.begin(); m != list.end();) {
+        if (!which.empty() && m->purpose != which) {
+            ++m;
+            continue;
+        }
+        runbook_message resolve = *m;
+        resolve.resolved = true;
+        std::string error;
+        if (callbacks_.send && !callbacks_.send(resolve, error)) {
+            log(fmt::format("runbooks: cannot queue the resolve of the {} message of run {} to {}: {}", m->purpose,
+                            run_id, m->receiver, error));
+        }
+        m = list.erase(m);
+    }
+    if (list.empty()) {
+        sent_.erase(it);
+    }
 }
 
 bool runbook_service::condition_met(const runbooks::wait_query& q)

@@ -44,6 +44,11 @@ struct runbook_message {
     std::string purpose;  // "notify", "escalation" or "approval_request"
     std::string text;
     label_set alert_labels; // of the alert the run is for; empty when the run is unknown
+    std::uint64_t alert_id = 0; // the dispatcher's id of the run's alert; 0 when not known
+    time_ms sent_at = 0;    // when the firing message went out
+    // The resolve of a message sent before (same receiver, run, purpose and step): an approval
+    // request once it is decided, the others once the run's alert resolves.
+    bool resolved = false;
 };
 
 // A rollback that succeeded, for PagerDuty change events.
@@ -116,10 +121,14 @@ private:
     runbook_service(const clock& clk, runbook_service_options options, runbook_callbacks callbacks);
     void feed(const runbooks::alert_event& event, std::uint64_t alert_id);
     void on_change(const runbooks::run_view& run);
+    // Writes the lines of notes_[alert_id] into the alert's runbook annotation.
+    void publish_notes(std::uint64_t alert_id, bool announce);
     runbooks::notify_result notify(const runbooks::notification& n);
     bool condition_met(const runbooks::wait_query& q);
     std::optional<std::uint64_t> alert_of(std::uint64_t fingerprint, time_ms episode_start);
     void log(const std::string& line) const;
+    // Sends the resolves of the messages of `run_id` that match `which` (all when empty).
+    void resolve_messages(const std::string& run_id, const std::string& which);
 
     const clock& clock_;
     runbook_service_options options_;
@@ -136,6 +145,9 @@ private:
     std::map<std::pair<std::string, std::string>, std::uint64_t> decisions_; // (runbook, decision kind)
     std::map<std::pair<std::string, std::string>, std::uint64_t> finished_;  // (runbook, outcome)
     std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> steps_; // (runbook, kind, outcome)
+    // Firing messages per run id, until they are resolved. NOTE: in memory: after a restart the
+    // messages of earlier runs stay firing at their receivers.
+    std::map<std::string, std::vector<runbook_message>> sent_;
     // Per unfinished run: which of its steps were counted in steps_ already.
     std::map<std::string, std::vector<bool>> counted_steps_;
     std::uint64_t messages_failed_ = 0;

@@ -18,6 +18,7 @@ struct engine::run_state {
     std::vector<step_view> steps;
     approval_state approval = approval_state::none;
     std::string approval_by;
+    std::string approval_reason; // not journaled: after a restart it is in the audit log only
     time_ms approval_at = 0;
     bool in_flight = false;
     bool cancel_requested = false;
@@ -239,19 +240,24 @@ trigger_decision engine::decide(const runbook& rb, const alert_event& event)
     const time_ms now = clock_.now_ms();
     if (rb.cooldown_per_alert.count() > 0 || rb.cooldown_per_runbook.count() > 0) {
         for (const auto& r : runs_) {
-            if (r->record.runbook != rb.name) {
+            // Dry runs and live runs count apart, so that switching a runbook from dry run to
+            // live is not held back by the rehearsals.
+            if (r->record.runbook != rb.name || r->record.dry_run != rb.dry_run) {
                 continue;
             }
             const time_ms age = now - r->record.created_at;
             if (r->record.fingerprint == event.fingerprint && age < rb.cooldown_per_alert.count()) {
                 d.kind = decision_kind::skipped_cooldown;
-                d.detail = fmt::format("run {} for this alert started {} ago; cooldown.per_alert is {}", r->record.id,
-                                       format_duration(milliseconds(age)), format_duration(rb.cooldown_per_alert));
+                d.detail = fmt::format("run {} for this alert started {} ago; cooldown.per_alert is {} ({} left)",
+                                       r->record.id, format_duration(milliseconds(age)),
+                                       format_duration(rb.cooldown_per_alert),
+                                       format_duration(milliseconds(rb.cooldown_per_alert.count() - age)));
             } else if (age < rb.cooldown_per_runbook.count()) {
                 d.kind = decision_kind::skipped_cooldown;
-                d.detail = fmt::format("run {} of this runbook started {} ago; cooldown.per_runbook is {}",
+                d.detail = fmt::format("run {} of this runbook started {} ago; cooldown.per_runbook is {} ({} left)",
                                        r->record.id, format_duration(milliseconds(age)),
-                                       format_duration(rb.cooldown_per_runbook));
+                                       format_duration(rb.cooldown_per_runbook),
+                                       format_duration(milliseconds(rb.cooldown_per_runbook.count() - age)));
             }
         }
         if (d.kind == decision_kind::skipped_cooldown) {
@@ -262,7 +268,8 @@ trigger_decision engine::decide(const runbook& rb, const alert_event& event)
     if (rb.max_runs > 0) {
         std::uint64_t count = 0;
         for (const auto& r : runs_) {
-            if (r->record.runbook == rb.name && now - r->record.created_at < rb.max_runs_window.count()) {
+            if (r->record.runbook == rb.name && r->record.dry_run == rb.dry_run &&
+                now - r->record.created_at < rb.max_runs_window.count()) {
                 ++count;
             }
         }
@@ -964,13 +971,22 @@ engine::run_state* engine::record_decision(const std::string& run_id, approval_s
 
 bool engine::approve(const std::string& run_id, const std::string& by, std::string& error)
 {
+    return approve(run_id, by, std::string(), error);
+}
+
+bool engine::approve(const std::string& run_id, const std::string& by, const std::string& reason, std::string& error)
+{
     run_state* r = record_decision(run_id, approval_state::approved, by, error);
     if (!r) {
         return false;
     }
     r->phase = run_phase::running;
+    r->approval_reason = reason;
     auto details = run_details(r->record);
     details["state"] = "approved";
+    if (!reason.empty()) {
+        details["reason"] = reason;
+    }
     details["step"] = r->book->approval->before_name;
     audit("approval", by, std::move(details));
     return true;
@@ -982,6 +998,7 @@ bool engine::reject(const std::string& run_id, const std::string& by, const std:
     if (!r) {
         return false;
     }
+    r->approval_reason = reason;
     auto details = run_details(r->record);
     details["state"] = "rejected";
     details["reason"] = reason;
@@ -1038,6 +1055,8 @@ run_view engine::view(const run_state& r) const
     v.phase = r.phase;
     v.approval = r.approval;
     v.approval_by = r.approval_by;
+    v.approval_reason = r.approval_reason;
+    v.cancelling = r.cancel_requested;
     v.steps = r.steps;
     v.outcome = r.outcome;
     v.outcome_detail = r.outcome_detail;

@@ -149,6 +149,8 @@ struct run_view {
     run_phase phase = run_phase::running;
     approval_state approval = approval_state::none;
     std::string approval_by;
+    std::string approval_reason;
+    bool cancelling = false; // cancelled while a step runs; ends when the step does
     std::vector<step_view> steps;
     std::optional<run_outcome> outcome;
     std::string outcome_detail;
@@ -189,6 +191,8 @@ public:
     bool idle() const;
 
     bool approve(const std::string& run_id, const std::string& by, std::string& error);
+    // Also records why, in the audit log and the run's view.
+    bool approve(const std::string& run_id, const std::string& by, const std::string& reason, std::string& error);
     bool reject(const std::string& run_id, const std::string& by, const std::string& reason, std::string& error);
     // Ends a run before its next step (an override). A step running on a worker finishes
     // first; the run ends cancelled after it.

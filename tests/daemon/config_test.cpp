@@ -339,3 +339,113 @@ TEST_CASE("config rejects a token file that is a device")
     REQUIRE(diags.size() == 1);
     CHECK_THAT(diags.items()[0].to_string(), Catch::Contains("/dev/zero") && Catch::Contains("character device"));
 }
+
+namespace {
+
+constexpr const char* runbook_text = R"(runbooks:
+  - name: rollback
+    trigger: {matchers: ['alertname="ModelAucDrift"']}
+    steps:
+      - name: roll-back
+        exec: {argv: [PROGRAM]}
+      - name: tell
+        notify: {receiver: RECEIVER, text: rolled back}
+)";
+
+std::string runbook_with(const std::string& program, const std::string& receiver)
+{
+    std::string text = runbook_text;
+    text.replace(text.find("PROGRAM"), 7, program);
+    text.replace(text.find("RECEIVER"), 8, receiver);
+    return text;
+}
+
+std::string config_with_runbooks(const std::string& runbooks_section)
+{
+    return "route: {receiver: oncall}\n"
+           "receivers:\n"
+           "  - name: oncall\n"
+           "  - name: data-scientists\n"
+           "runbooks:\n" +
+           runbooks_section;
+}
+
+} // namespace
+
+TEST_CASE("config loads runbooks and their settings")
+{
+    test::temp_dir dir;
+    const std::string program = dir.write("rollback.sh", "#!/bin/sh\nexit 0\n");
+    std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+    dir.write("runbooks/rollback.yaml", runbook_with(program, "data-scientists"));
+    const std::string path = dir.write(
+        "tocsin.yaml", config_with_runbooks("  files: [runbooks/*.yaml]\n"
+                                       "  allowed_programs: [" + program + "]\n"
+                                       "  dry_run: true\n"
+                                       "  output_limit: 8KiB\n"
+                                       "  forget_after: 3d\n"
+                                       "  default_receiver: oncall\n"));
+    diagnostics diags;
+    auto loaded = load_config(path, diags);
+    INFO(diags.to_string());
+    REQUIRE(loaded);
+    REQUIRE(loaded->runbooks.size() == 1);
+    CHECK(loaded->runbooks[0].name == "rollback");
+    CHECK(loaded->runbooks[0].definition_hash.size() == 64);
+    const auto& r = loaded->main.runbooks;
+    CHECK(r.dry_run);
+    CHECK(r.output_limit == 8 * 1024);
+    CHECK(r.forget_after == std::chrono::hours(72));
+    CHECK(r.default_receiver == "oncall");
+    CHECK(r.allowed_programs == std::vector<std::string>{program});
+}
+
+TEST_CASE("config rejects runbooks that could not run")
+{
+    test::temp_dir dir;
+    const std::string program = dir.write("rollback.sh", "#!/bin/sh\nexit 0\n");
+    std::filesystem::permissions(program, std::filesystem::perms::owner_all);
+    const std::string data_file = dir.write("notes.txt", "not a program\n");
+    std::filesystem::create_directory(dir.path() / "bin");
+
+    struct bad_case {
+        std::string runbook;
+        std::string section;
+        std::string expected;
+    };
+    const std::vector<bad_case> cases = {
+        {runbook_with(program, "nobody"), "  files: [rb.yaml]\n  allowed_programs: [" + program + "]\n",
+         "receiver \"nobody\" is not a receiver of the main config; configured: oncall, data-scientists"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n",
+         "is not in the allowlist"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [/no/such/program]\n",
+         "runbooks.allowed_programs entry \"/no/such/program\" cannot be used"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [" + (dir.path() / "bin").string() + "]\n",
+         "is not an executable file"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [" + data_file + "]\n",
+         "is not an executable file"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [" + program + "]\n  colour: red\n",
+         "colour"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [" + program + "]\n  output_limit: 10\n",
+         "runbooks.output_limit 10 bytes is out of range"},
+        {runbook_with(program, "oncall"), "  files: [rb.yaml]\n  allowed_programs: [" + program + "]\n  forget_after: 5m\n",
+         "runbooks.forget_after must be at least 1h"},
+        {runbook_with(program, "oncall"), "  files: [missing/*.yaml]\n",
+         "runbooks.files entry \"missing/*.yaml\" matches no file"},
+        {runbook_with(program, "oncall"),
+         "  files: [rb.yaml, rb-copy.yaml]\n  allowed_programs: [" + program + "]\n",
+         "runbook name \"rollback\" is used twice"},
+        {runbook_with(program, "oncall"),
+         "  files: [rb.yaml]\n  allowed_programs: [" + program + "]\n  default_receiver: pager\n",
+         "runbooks.default_receiver \"pager\" is not a receiver"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.section);
+        dir.write("rb.yaml", c.runbook);
+        dir.write("rb-copy.yaml", c.runbook);
+        const std::string path = dir.write("tocsin.yaml", config_with_runbooks(c.section));
+        diagnostics diags;
+        CHECK_FALSE(load_config(path, diags));
+        CHECK_THAT(diags.to_string(), Catch::Contains(c.expected));
+    }
+}

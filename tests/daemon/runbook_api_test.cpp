@@ -207,7 +207,7 @@ TEST_CASE("run JSON of a real engine")
     CHECK(waiting["created_at"] == "2024-05-01T12:00:00.000Z");
     CHECK(waiting["dry_run"] == false);
     CHECK(waiting["phase"] == "waiting_approval");
-    CHECK(waiting["approval"] == json{{"state", "waiting"}, {"by", nullptr}});
+    CHECK(waiting["approval"] == json{{"state", "waiting"}, {"by", nullptr}, {"reason", nullptr}});
     CHECK(waiting["outcome"] == nullptr);
     CHECK(waiting["outcome_detail"] == "");
     CHECK(waiting["finished_at"] == nullptr);
@@ -235,7 +235,7 @@ TEST_CASE("run JSON of a real engine")
     h.eng->tick();
     const json done = run_json(*h.eng->find(id));
     CHECK(done["phase"] == "finished");
-    CHECK(done["approval"] == json{{"state", "approved"}, {"by", "alice"}});
+    CHECK(done["approval"] == json{{"state", "approved"}, {"by", "alice"}, {"reason", nullptr}});
     CHECK(done["outcome"] == "succeeded");
     CHECK(done["finished_at"] == "2024-05-01T12:02:00.005Z");
     CHECK(done["steps"][1]["outcome"] == "succeeded");

@@ -319,6 +319,17 @@ TEST_CASE("a silence that ends during an episode does not start a run for that e
     CHECK(p.endpoint.calls().empty());
     REQUIRE(p.service->engine().skips().size() == 1);
     CHECK(p.service->engine().runs().empty());
+
+    // The alert's notifications say that the runbook did not run, and why.
+    std::string note;
+    for (const auto& a : p.delivery->groups().alerts()) {
+        for (const auto& [name, value] : a.annotations) {
+            if (name == runbook_actions_annotation) {
+                note = value;
+            }
+        }
+    }
+    CHECK_THAT(note, Catch::Contains("cleanup: not run: the alert is silenced by silence-1"));
 }
 
 TEST_CASE("a metric_recovered wait ends when the alert falls below the runbook's tier", "[runbooks][pipeline]")

@@ -304,8 +304,17 @@ class runbooks_test(unittest.TestCase):
         self.assertEqual(self.admin("POST", f"/api/v1/runbooks/runs/{run_id}/approve", {"by": ""}).status, 400)
         self.assertEqual(self.admin("POST", "/api/v1/runbooks/runs/r0000000000000000/approve",
                                     {"by": "alice"}).status, 404)
-        approved = self.admin("POST", f"/api/v1/runbooks/runs/{run_id}/approve", {"by": "alice"})
+        approved = self.admin("POST", f"/api/v1/runbooks/runs/{run_id}/approve",
+                              {"by": "alice", "reason": "AUC fell on every shard"})
         self.assertEqual(approved.status, 200, approved.text)
+        self.assertEqual(approved.json()["approval"]["reason"], "AUC fell on every shard")
+        self.assertIn(f"tocsinctl runbooks approve {run_id}", request["annotations"]["summary"])
+
+        # The request is answered, so its receiver hears it resolve.
+        def request_resolved():
+            return [b for b in self.bodies("/webhook/ml-lead") if b["status"] == "resolved"]
+        resolved = harness.wait_until("the resolve of the approval request", request_resolved, TIMEOUT_S)
+        self.assertEqual(resolved[0]["alerts"][0]["labels"]["purpose"], "approval_request")
 
         # Rollback (500 then 200, one Idempotency-Key), the program, the message, then the wait.
         running = self.wait_phase("canary-rollback", "running")

@@ -656,6 +656,28 @@ TEST_CASE("restart after a step's content changed interrupts")
     CHECK(same.only_run().phase == run_phase::waiting_approval);
 }
 
+TEST_CASE("dry runs do not use up the guards of live runs")
+{
+    const std::string live = rollback_runbook("    max_runs: {count: 1, window: 24h}\n    cooldown: 1h\n");
+    std::string dry = live;
+    dry.replace(dry.find("    steps:"), 0, "    dry_run: true\n");
+    harness h(dry);
+    REQUIRE(h.fire(firing("fraud-v2", t0)).kind == decision_kind::started);
+    h.clock.advance_ms(minute);
+    CHECK(h.fire(firing("fraud-v2", t0 + minute)).kind == decision_kind::skipped_cooldown);
+
+    // Switched to live: the rehearsal counts neither for the cooldown nor for max_runs.
+    h.start(live);
+    h.eng->recover();
+    h.clock.advance_ms(minute);
+    const auto d = h.fire(firing("fraud-v2", t0 + 2 * minute));
+    CHECK(d.kind == decision_kind::started);
+    // The live run does count for the live guards.
+    h.clock.advance_ms(minute);
+    CHECK(h.fire(firing("fraud-v2", t0 + 3 * minute)).kind == decision_kind::skipped_cooldown);
+    CHECK(h.fire(firing("fraud-v3", t0 + 3 * minute)).kind == decision_kind::skipped_max_runs);
+}
+
 TEST_CASE("runs follow alerts, not notification groups")
 {
     // A deploy API that returns 504 to the first call of each key, then 200.
