@@ -701,8 +701,11 @@ private:
         if (std::string_view(what) == "override restored") {
             return; // a restart, not a change
         }
-        append_audit("threshold_override", o.author.empty() ? (o.token_name.empty() ? "tocsin" : o.token_name) : o.author,
-                     std::move(details));
+        std::string actor = o.author;
+        if (actor.empty()) {
+            actor = o.token_name.empty() ? "tocsin" : o.token_name;
+        }
+        append_audit("threshold_override", actor, std::move(details));
     }
 
     void remove_stored_override(const std::string& rule_name)
