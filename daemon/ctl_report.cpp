@@ -17,22 +17,6 @@
 
 namespace tocsin {
 
-namespace {
-
-std::string env_or(const char* name, std::string fallback)
-{
-    const char* value = std::getenv(name);
-    return value != nullptr && *value != '\0' ? std::string(value) : fallback;
-}
-
-// The token from --token-file or $TOCSIN_TOKEN, or nullopt after printing why it cannot be used.
-std::optional<std::string> token_of(const report_command& cmd, std::ostream& err)
-{
-    return client_token(cmd.token_file, err);
-}
-
-} // namespace
-
 std::string noise_report_target(const report_command& cmd)
 {
     return fmt::format("/api/v1/report/noise?since={}&limit={}", percent_encode(cmd.since), cmd.limit);
@@ -77,21 +61,8 @@ int report_noise(const report_command& cmd, silence_transport& api, std::ostream
 
 int run_report_command(const report_command& cmd)
 {
-    const std::string url = !cmd.url.empty() ? cmd.url : env_or("TOCSIN_URL", default_tocsin_url);
-    auto token = token_of(cmd, std::cerr);
-    if (!token) {
-        return 2;
-    }
-    std::string error;
-    auto timeout = parse_duration(cmd.timeout, error);
-    if (!timeout || timeout->count() <= 0) {
-        std::cerr << "tocsinctl: --timeout " << promql::quote(cmd.timeout) << ": "
-                  << (timeout ? std::string("must be longer than 0s") : error) << '\n';
-        return 2;
-    }
-    auto api = make_http_transport(url, *token, cmd.ca_file, *timeout, error);
+    auto api = connect_to_tocsind(cmd.url, cmd.token_file, cmd.ca_file, cmd.timeout, std::cerr);
     if (!api) {
-        std::cerr << "tocsinctl: " << error << '\n';
         return 2;
     }
     return report_noise(cmd, *api, std::cout, std::cerr);

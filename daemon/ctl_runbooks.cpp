@@ -21,18 +21,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string env_or(const char* name, std::string fallback)
-{
-    const char* value = std::getenv(name);
-    return value != nullptr && *value != '\0' ? std::string(value) : fallback;
-}
-
-// The token from --token-file or $TOCSIN_TOKEN, or nullopt after printing why it cannot be used.
-std::optional<std::string> token_of(const runbooks_command& cmd, std::ostream& err)
-{
-    return client_token(cmd.token_file, err);
-}
-
 bool acts(runbooks_command::action a)
 {
     using action = runbooks_command::action;
@@ -80,28 +68,7 @@ const json& member(const json& obj, const char* name)
 
 std::string format_table(const std::vector<std::vector<std::string>>& rows)
 {
-    std::vector<std::size_t> widths;
-    for (const auto& row : rows) {
-        widths.resize(std::max(widths.size(), row.size()), 0);
-        for (std::size_t c = 0; c < row.size(); ++c) {
-            widths[c] = std::max(widths[c], display_width(row[c]));
-        }
-    }
-    std::string out;
-    for (const auto& row : rows) {
-        std::string line;
-        for (std::size_t c = 0; c < row.size(); ++c) {
-            line += row[c];
-            if (c + 1 < row.size()) {
-                line.append(widths[c] - display_width(row[c]) + 2, ' ');
-            }
-        }
-        while (!line.empty() && line.back() == ' ') {
-            line.pop_back();
-        }
-        out += line + '\n';
-    }
-    return out;
+    return format_columns(rows);
 }
 
 // Prints the outcome of a failed exchange. Returns 1.
@@ -402,20 +369,8 @@ int run_runbooks_command(const runbooks_command& cmd)
         std::cerr << "tocsinctl: " << error << '\n';
         return 2;
     }
-    const std::string url = !cmd.url.empty() ? cmd.url : env_or("TOCSIN_URL", default_tocsin_url);
-    auto token = token_of(cmd, std::cerr);
-    if (!token) {
-        return 2;
-    }
-    auto timeout = parse_duration(cmd.timeout, error);
-    if (!timeout || timeout->count() <= 0) {
-        std::cerr << "tocsinctl: --timeout " << promql::quote(cmd.timeout) << ": "
-                  << (timeout ? std::string("must be longer than 0s") : error) << '\n';
-        return 2;
-    }
-    auto api = make_http_transport(url, *token, cmd.ca_file, *timeout, error);
+    auto api = connect_to_tocsind(cmd.url, cmd.token_file, cmd.ca_file, cmd.timeout, std::cerr);
     if (!api) {
-        std::cerr << "tocsinctl: " << error << '\n';
         return 2;
     }
     return runbooks_run(cmd, *api, std::cout, std::cerr);

@@ -562,15 +562,21 @@ std::string silences_query_target(const std::vector<label_matcher>& filter)
 
 std::string format_silence_table(const std::vector<listed_silence>& silences)
 {
-    std::vector<std::array<std::string, 6>> rows;
+    std::vector<std::vector<std::string>> rows;
     rows.push_back({"ID", "Matchers", "Starts At", "Ends At", "Created By", "Comment"});
     for (const listed_silence& item : silences) {
         const silence& s = item.value;
         rows.push_back({printable(s.id), printable(matchers_text(s)), table_time(s.starts_at), table_time(s.ends_at),
                         printable(s.created_by), printable(s.comment)});
     }
-    std::array<std::size_t, 6> widths{};
+    return format_columns(rows);
+}
+
+std::string format_columns(const std::vector<std::vector<std::string>>& rows)
+{
+    std::vector<std::size_t> widths;
     for (const auto& row : rows) {
+        widths.resize(std::max(widths.size(), row.size()), 0);
         for (std::size_t c = 0; c < row.size(); ++c) {
             widths[c] = std::max(widths[c], display_width(row[c]));
         }
@@ -590,6 +596,29 @@ std::string format_silence_table(const std::vector<listed_silence>& silences)
         out += line + '\n';
     }
     return out;
+}
+
+std::unique_ptr<silence_transport> connect_to_tocsind(const std::string& url, const std::string& token_file,
+                                                      const std::string& ca_file, const std::string& timeout,
+                                                      std::ostream& err)
+{
+    const std::string target = !url.empty() ? url : env_or("TOCSIN_URL", default_tocsin_url);
+    const auto token = client_token(token_file, err);
+    if (!token) {
+        return nullptr;
+    }
+    std::string error;
+    auto limit = parse_duration(timeout, error);
+    if (!limit || limit->count() <= 0) {
+        err << "tocsinctl: --timeout " << quoted_arg(timeout) << ": "
+            << (limit ? std::string("must be longer than 0s") : error) << '\n';
+        return nullptr;
+    }
+    auto api = make_http_transport(target, *token, ca_file, *limit, error);
+    if (!api) {
+        err << "tocsinctl: " << error << '\n';
+    }
+    return api;
 }
 
 std::string server_error_message(int status, std::string_view body)
@@ -794,28 +823,12 @@ int silence_update(const silence_command& cmd, silence_transport& api, time_ms n
 int run_silence_command(const silence_command& args)
 {
     silence_command cmd = args;
-    const std::string url = !cmd.url.empty() ? cmd.url : env_or("TOCSIN_URL", default_tocsin_url);
     if (cmd.author.empty()) {
         cmd.author = env_or("USER", "");
     }
 
-    std::string error;
-    const auto token_read = client_token(cmd.token_file, std::cerr);
-    if (!token_read) {
-        return 2;
-    }
-    const std::string token = *token_read;
-
-    auto timeout = parse_duration(cmd.timeout, error);
-    if (!timeout || timeout->count() <= 0) {
-        std::cerr << "tocsinctl: --timeout " << quoted_arg(cmd.timeout) << ": "
-                  << (timeout ? std::string("must be longer than 0s") : error) << '\n';
-        return 2;
-    }
-
-    auto api = make_http_transport(url, token, cmd.ca_file, *timeout, error);
+    auto api = connect_to_tocsind(cmd.url, cmd.token_file, cmd.ca_file, cmd.timeout, std::cerr);
     if (!api) {
-        std::cerr << "tocsinctl: " << error << '\n';
         return 2;
     }
     const time_ms now = system_clock{}.now_ms();

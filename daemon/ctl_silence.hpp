@@ -140,6 +140,16 @@ int silence_update(const silence_command& cmd, silence_transport& api, time_ms n
 // command against tocsind. Returns the exit code.
 int run_silence_command(const silence_command& cmd);
 
+// Lines up `rows` in columns two spaces apart, by display width, without trailing spaces.
+std::string format_columns(const std::vector<std::vector<std::string>>& rows);
+
+// The transport to tocsind from tocsinctl's connection flags: `url` (else $TOCSIN_URL, else
+// the default), `token_file` (else $TOCSIN_TOKEN), `ca_file` and `timeout`. Returns null after
+// printing the problem to `err`.
+std::unique_ptr<silence_transport> connect_to_tocsind(const std::string& url, const std::string& token_file,
+                                                      const std::string& ca_file, const std::string& timeout,
+                                                      std::ostream& err);
+
 // The client token from `token_file` or, without one, $TOCSIN_TOKEN. Returns nullopt after
 // printing to `err` why it cannot be used. An empty token is valid: reads need none unless a
 // proxy in front of tocsind requires one.
