@@ -1317,6 +1317,33 @@ void fake_receivers::handle(receiver_kind kind, const httplib::Request& request,
     }
 }
 
+namespace {
+
+// The checks of both PagerDuty endpoints: body size, media type and JSON. Returns the errors;
+// none when `event` was parsed.
+std::vector<std::string> pagerduty_envelope_errors(const httplib::Request& request, std::optional<json>& event)
+{
+    // NOTE: PagerDuty documents the 512 KB limit but not its response to a larger body, so
+    // this stand-in responds as to any invalid event.
+    if (request.body.size() > pagerduty_max_body_bytes) {
+        return {"Event object is too large: " + std::to_string(request.body.size()) +
+                " bytes; the maximum is 512000 bytes"};
+    }
+    // NOTE: whether PagerDuty rejects other content types is not documented; application/json is
+    // the only request media type in its OpenAPI document, so others are rejected here.
+    if (!is_media_type(request.get_header_value("Content-Type"), "application/json")) {
+        return {"Content-Type must be application/json, got \"" + request.get_header_value("Content-Type") + "\""};
+    }
+    std::string parse_error;
+    event = parse_json(request.body, &parse_error);
+    if (!event) {
+        return {"JSON parse error: " + parse_error};
+    }
+    return {};
+}
+
+} // namespace
+
 fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& request,
                                                         received_request& record)
 {
@@ -1329,22 +1356,9 @@ fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& 
         return result;
     };
 
-    // NOTE: PagerDuty documents the 512 KB limit but not its response to a larger body, so
-    // this stand-in responds as to any invalid event.
-    if (request.body.size() > pagerduty_max_body_bytes) {
-        return reject({"Event object is too large: " + std::to_string(request.body.size()) +
-                       " bytes; the maximum is 512000 bytes"});
-    }
-    // NOTE: whether PagerDuty rejects other content types is not documented; application/json is
-    // the only request media type in its OpenAPI document, so others are rejected here.
-    if (!is_media_type(request.get_header_value("Content-Type"), "application/json")) {
-        return reject({"Content-Type must be application/json, got \"" +
-                       request.get_header_value("Content-Type") + "\""});
-    }
-    std::string parse_error;
-    auto event = parse_json(request.body, &parse_error);
-    if (!event) {
-        return reject({"JSON parse error: " + parse_error});
+    std::optional<json> event;
+    if (auto errors = pagerduty_envelope_errors(request, event); !errors.empty()) {
+        return reject(std::move(errors));
     }
     record.parsed = *event;
 
@@ -1418,18 +1432,9 @@ fake_receivers::answer fake_receivers::answer_pagerduty_change(const httplib::Re
     };
     // NOTE: the size and content type checks are those of /v2/enqueue; PagerDuty documents
     // neither for change events.
-    if (request.body.size() > pagerduty_max_body_bytes) {
-        return reject({"Event object is too large: " + std::to_string(request.body.size()) +
-                       " bytes; the maximum is 512000 bytes"});
-    }
-    if (!is_media_type(request.get_header_value("Content-Type"), "application/json")) {
-        return reject({"Content-Type must be application/json, got \"" +
-                       request.get_header_value("Content-Type") + "\""});
-    }
-    std::string parse_error;
-    auto event = parse_json(request.body, &parse_error);
-    if (!event) {
-        return reject({"JSON parse error: " + parse_error});
+    std::optional<json> event;
+    if (auto errors = pagerduty_envelope_errors(request, event); !errors.empty()) {
+        return reject(std::move(errors));
     }
     record.parsed = *event;
 
