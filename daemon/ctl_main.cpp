@@ -43,14 +43,15 @@ int check_config(const std::string& path)
     auto config = tocsin::load_config(path, diags);
     if (!config) {
         print_diagnostics(diags);
-        std::fprintf(stderr, "%s: FAILED (%zu errors)\n", path.c_str(), diags.size());
+        std::fprintf(stderr, "%s: FAILED (%zu %s)\n", path.c_str(), diags.size(), diags.size() == 1 ? "error" : "errors");
         return 1;
     }
     for (const auto& w : config->warnings.items()) {
         std::fprintf(stderr, "warning: %s\n", w.to_string().c_str());
     }
-    std::printf("%s: OK (%zu rule files, %zu rules, %zu receivers)\n", path.c_str(), config->rule_file_paths.size(),
-                config->rules->rules.size(), config->routing->receivers.size());
+    std::printf("%s: OK (%zu rule files, %zu rules, %zu receivers, %zu runbooks)\n", path.c_str(),
+                config->rule_file_paths.size(), config->rules->rules.size(), config->routing->receivers.size(),
+                config->runbooks.size());
     return 0;
 }
 

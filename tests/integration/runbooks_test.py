@@ -417,6 +417,12 @@ class runbooks_test(unittest.TestCase):
         self.post_alerts([{"labels": labels, "startsAt": rfc3339(start), "endsAt": rfc3339(time.time())}])
         self.wait_phase("model-rollback", "finished", "succeeded")
 
+    def test_check_counts_the_runbooks(self):
+        config = os.path.join(self.dir.path, "tocsin.yaml")
+        checked = subprocess.run([TOCSINCTL, "check", config], capture_output=True, text=True, timeout=30)
+        self.assertEqual(checked.returncode, 0, checked.stderr)
+        self.assertIn("4 receivers, 3 runbooks)", checked.stdout)
+
     def test_silenced_alert_is_skipped_and_recorded(self):
         now = time.time()
         silence = {"matchers": [{"name": "model", "value": "fraud", "isRegex": False, "isEqual": True}],
