@@ -142,7 +142,7 @@ void runbook_service::feed(const runbooks::alert_event& event, std::uint64_t ale
         } else if (d.kind == runbooks::decision_kind::skipped_silenced ||
                    d.kind == runbooks::decision_kind::skipped_cooldown ||
                    d.kind == runbooks::decision_kind::skipped_max_runs) {
-            // On-call sees in the alert's notification that tocsin did not act, and why.
+            // The alert's notifications then show on-call that tocsin did not act, and why.
             notes_[alert_id][d.runbook + " skipped"] = fmt::format("{}: not run: {}", d.runbook, d.detail);
             publish_notes(alert_id, false);
         } else if (d.kind == runbooks::decision_kind::error) {
@@ -343,10 +343,8 @@ void runbook_service::write_metrics(metrics_writer& w) const
             active[{rb.name, phase}] = 0;
         }
     }
-    for (const auto& r : engine_->runs()) {
-        if (r.phase != runbooks::run_phase::finished) {
-            ++active[{r.runbook, runbooks::to_string(r.phase)}];
-        }
+    for (const auto& [runbook, phase] : engine_->unfinished_runs()) {
+        ++active[{runbook, runbooks::to_string(phase)}];
     }
     w.family("tocsin_runbook_runs_active", "gauge", "Runbook runs not finished yet, by runbook and phase.");
     for (const auto& [key, n] : active) {

@@ -1073,6 +1073,17 @@ std::vector<run_view> engine::runs() const
     return out;
 }
 
+std::vector<std::pair<std::string, run_phase>> engine::unfinished_runs() const
+{
+    std::vector<std::pair<std::string, run_phase>> out;
+    for (const auto& r : runs_) {
+        if (r->phase != run_phase::finished) {
+            out.emplace_back(r->record.runbook, r->phase);
+        }
+    }
+    return out;
+}
+
 std::optional<run_view> engine::find(const std::string& run_id) const
 {
     if (const run_state* r = run(run_id)) {

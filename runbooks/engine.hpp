@@ -200,6 +200,8 @@ public:
 
     std::vector<run_view> runs() const;
     std::optional<run_view> find(const std::string& run_id) const;
+    // The runbook and phase of each run not finished yet, without copying steps and output.
+    std::vector<std::pair<std::string, run_phase>> unfinished_runs() const;
     const std::vector<skip_record>& skips() const { return skips_; }
     const std::vector<runbook>& runbooks() const { return books_; }
 

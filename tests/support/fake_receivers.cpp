@@ -1329,8 +1329,8 @@ std::vector<std::string> pagerduty_envelope_errors(const httplib::Request& reque
         return {"Event object is too large: " + std::to_string(request.body.size()) +
                 " bytes; the maximum is 512000 bytes"};
     }
-    // NOTE: whether PagerDuty rejects other content types is not documented; application/json is
-    // the only request media type in its OpenAPI document, so others are rejected here.
+    // NOTE: PagerDuty does not document whether it rejects other content types. application/json
+    // is the only request media type in its OpenAPI document, so others are rejected here.
     if (!is_media_type(request.get_header_value("Content-Type"), "application/json")) {
         return {"Content-Type must be application/json, got \"" + request.get_header_value("Content-Type") + "\""};
     }
@@ -1344,32 +1344,33 @@ std::vector<std::string> pagerduty_envelope_errors(const httplib::Request& reque
 
 } // namespace
 
+fake_receivers::answer fake_receivers::pagerduty_rejection(const std::vector<std::string>& errors)
+{
+    answer result;
+    result.status = 400;
+    result.content_type = "application/json";
+    result.body = pagerduty_error_body(errors);
+    result.reason = join(errors, "; ");
+    return result;
+}
+
 fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& request,
                                                         received_request& record)
 {
-    auto reject = [](std::vector<std::string> errors) {
-        answer result;
-        result.status = 400;
-        result.content_type = "application/json";
-        result.body = pagerduty_error_body(errors);
-        result.reason = join(errors, "; ");
-        return result;
-    };
-
     std::optional<json> event;
     if (auto errors = pagerduty_envelope_errors(request, event); !errors.empty()) {
-        return reject(std::move(errors));
+        return pagerduty_rejection(std::move(errors));
     }
     record.parsed = *event;
 
     auto errors = validate_pagerduty_event(*event, options_.pagerduty_reject_over_limit);
     if (!errors.empty()) {
-        return reject(std::move(errors));
+        return pagerduty_rejection(std::move(errors));
     }
     std::string routing_key = (*event)["routing_key"].get<std::string>();
     // NOTE: the response to a well-formed but unknown routing key is not documented.
     if (!options_.pagerduty_routing_key.empty() && routing_key != options_.pagerduty_routing_key) {
-        return reject({"Invalid routing key"});
+        return pagerduty_rejection({"Invalid routing key"});
     }
 
     std::string action = (*event)["event_action"].get<std::string>();
@@ -1422,29 +1423,21 @@ fake_receivers::answer fake_receivers::answer_pagerduty(const httplib::Request& 
 fake_receivers::answer fake_receivers::answer_pagerduty_change(const httplib::Request& request,
                                                                received_request& record)
 {
-    auto reject = [](std::vector<std::string> errors) {
-        answer result;
-        result.status = 400;
-        result.content_type = "application/json";
-        result.body = pagerduty_error_body(errors);
-        result.reason = join(errors, "; ");
-        return result;
-    };
     // NOTE: the size and content type checks are those of /v2/enqueue; PagerDuty documents
     // neither for change events.
     std::optional<json> event;
     if (auto errors = pagerduty_envelope_errors(request, event); !errors.empty()) {
-        return reject(std::move(errors));
+        return pagerduty_rejection(std::move(errors));
     }
     record.parsed = *event;
 
     auto errors = validate_pagerduty_change_event(*event, options_.pagerduty_reject_over_limit);
     if (!errors.empty()) {
-        return reject(std::move(errors));
+        return pagerduty_rejection(std::move(errors));
     }
     if (!options_.pagerduty_routing_key.empty() &&
         (*event)["routing_key"].get<std::string>() != options_.pagerduty_routing_key) {
-        return reject({"Invalid routing key"});
+        return pagerduty_rejection({"Invalid routing key"});
     }
     {
         std::lock_guard lock(mutex_);

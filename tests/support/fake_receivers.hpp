@@ -196,6 +196,8 @@ private:
     void handle(receiver_kind kind, const httplib::Request& request, httplib::Response& response);
     answer answer_pagerduty(const httplib::Request& request, received_request& record);
     answer answer_pagerduty_change(const httplib::Request& request, received_request& record);
+    // The 400 answer of both PagerDuty endpoints, in PagerDuty's error format.
+    static answer pagerduty_rejection(const std::vector<std::string>& errors);
     answer answer_slack_webhook(const httplib::Request& request, received_request& record);
     answer answer_slack_api(const httplib::Request& request, received_request& record);
     answer answer_webhook(const httplib::Request& request, received_request& record);
