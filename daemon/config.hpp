@@ -47,7 +47,7 @@ struct tls_config {
 struct runbooks_config {
     std::vector<std::string> files;            // globs as written, relative to the config file's folder
     std::vector<std::string> allowed_programs; // absolute paths that exec and rollback steps may start
-    bool dry_run = false;                      // every runbook runs dry, whatever its own dry_run says
+    bool dry_run = false;                      // every runbook runs dry, whatever its own dry_run sets
     // The hash-chained audit log; empty: <state_dir>/audit.log.
     std::string audit_log;
     std::size_t output_limit = 64 * 1024;      // bytes of stdout and of stderr kept per step

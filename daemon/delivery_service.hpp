@@ -96,7 +96,7 @@ public:
     // dispatcher::annotate. Later updates of the alert in the same firing episode keep it.
     bool annotate(std::uint64_t id, const std::string& name, const std::string& text, bool announce);
 
-    // Called with an alert as the dispatcher holds it after each change that flush() (rule
+    // Called with the dispatcher's version of an alert after each change that flush() (rule
     // engine events) or receive() (other senders) applied, and its mute status.
     void set_alert_observer(std::function<void(const alert&, const mute_status&)> observer)
     {
@@ -137,7 +137,7 @@ private:
 
     void upsert_from_event(const alert_event& e);
     // Upserts `a` into the dispatcher, keeping sticky annotations of the same episode, and
-    // tells the alert observer.
+    // calls the alert observer.
     void upsert_alert(alert a);
     // Builds the messages of `n` into `out` (console ones are printed); false when it built none.
     bool queue_messages(const notification& n, std::vector<outbox_entry>& out);

@@ -68,7 +68,7 @@ struct runbook_callbacks {
     std::function<bool(const runbook_message& m, std::string& error)> send;
     // Sets the runbook annotation of alert `id` (see dispatcher::annotate).
     std::function<void(std::uint64_t id, const std::string& text, bool announce)> annotate;
-    // The alert with this id as the dispatcher holds it now, or null.
+    // The dispatcher's current version of the alert with this id, or null.
     std::function<const alert*(std::uint64_t id)> current;
     // The id of the alert with this label fingerprint and episode start, for runs recovered
     // after a restart; nullopt when no such alert is held.
@@ -104,7 +104,7 @@ public:
     // Resumes or ends the runs a previous process left unfinished; one line per run.
     std::vector<std::string> recover();
 
-    // An alert as the dispatcher holds it after a change, with its mute status now. A firing
+    // The dispatcher's version of an alert after a change, with its mute status now. A firing
     // alert is a firing event, a resolved one a resolved event. Only silences count as muting:
     // an inhibited alert still triggers its runbooks.
     void observe(const alert& a, const mute_status& mute);

@@ -271,7 +271,7 @@ std::unique_ptr<audit_log> audit_log::open(const std::string& path, const clock&
         error = fmt::format("the audit log {} does not verify: {}", quote_value(path), r.verify.problem);
         return nullptr;
     }
-    // The records that are complete must also end where the head file says: extending a log
+    // The records that are complete must also end where the head file records: extending a log
     // cut at its end or rewritten there would make the tampering verify. An incomplete last
     // line is a crash's only when the head does not list it yet.
     if (auto head = check_head(path, r); !head.ok) {

@@ -219,7 +219,7 @@ double h2_value(time_ms offset)
 
 } // namespace
 
-TEST_CASE("a runbook runs once per firing episode of each alert, apart from notifications and silences",
+TEST_CASE("runbook runs once per episode",
           "[runbooks][pipeline]")
 {
     pipeline p;
@@ -242,8 +242,9 @@ TEST_CASE("a runbook runs once per firing episode of each alert, apart from noti
     const auto calls = p.endpoint.calls();
     REQUIRE(calls.size() == 4);
 
-    // h1, episode 1: when its `for` is met at 2m, not at the group's first flush at 2m30s;
-    // retried once after the 504 with the same key; never again at reminders or evaluations.
+    // h1, episode 1 runs when its `for` is met at 2m, not at the group's first flush at 2m30s.
+    // It is retried once after the 504 with the same key, and never again at reminders or
+    // evaluations.
     CHECK(calls[0].url == "http://127.0.0.1:9/remediate/h1");
     CHECK(calls[0].at == t0 + 2 * minute);
     CHECK(calls[1].url == calls[0].url);
@@ -288,7 +289,7 @@ TEST_CASE("a runbook runs once per firing episode of each alert, apart from noti
     }
     CHECK(annotated);
 
-    // The audit log holds the skip and every run, and its chain verifies.
+    // The audit log contains the skip and every run, and its chain verifies.
     const auto verified = runbooks::verify_audit_log(p.audit->path());
     CHECK(verified.ok);
     std::vector<runbooks::audit_record> records;
@@ -303,7 +304,7 @@ TEST_CASE("a runbook runs once per firing episode of each alert, apart from noti
     CHECK(kinds["skipped"] == 1);
 }
 
-TEST_CASE("a silence that ends during an episode does not start a run for that episode", "[runbooks][pipeline]")
+TEST_CASE("silence ending mid-episode starts no run", "[runbooks][pipeline]")
 {
     pipeline p;
     silence s;
@@ -320,7 +321,7 @@ TEST_CASE("a silence that ends during an episode does not start a run for that e
     REQUIRE(p.service->engine().skips().size() == 1);
     CHECK(p.service->engine().runs().empty());
 
-    // The alert's notifications say that the runbook did not run, and why.
+    // The alert's notifications show that the runbook did not run, and why.
     std::string note;
     for (const auto& a : p.delivery->groups().alerts()) {
         for (const auto& [name, value] : a.annotations) {
@@ -332,7 +333,7 @@ TEST_CASE("a silence that ends during an episode does not start a run for that e
     CHECK_THAT(note, Catch::Contains("cleanup: not run: the alert is silenced by silence-1"));
 }
 
-TEST_CASE("a metric_recovered wait ends when the alert falls below the runbook's tier", "[runbooks][pipeline]")
+TEST_CASE("metric_recovered wait ends at lower tier", "[runbooks][pipeline]")
 {
     constexpr const char* tiered_rules = R"(
 groups:

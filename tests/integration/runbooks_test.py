@@ -1,7 +1,7 @@
 """Runbooks through tocsind, end to end, on real processes.
 
 Alerts arrive on POST /api/v2/alerts. The runbook stops a canary service that the test started
-(by its pid file), calls a local deploy API that answers 500 and then 200, runs an allowlisted
+(by its pid file), calls a local deploy API that returns 500 and then 200, runs an allowlisted
 program with a label value as one argument, tells the data scientists through
 tocsin-fake-receivers (which checks every payload against the receivers' contracts) and waits
 for the alert to resolve. The tests also cover approval through the API, a silenced alert, a
@@ -278,7 +278,7 @@ class runbooks_test(unittest.TestCase):
 
     # ---- tests ----
 
-    def test_rollback_runbook_runs_once_with_approval_and_reports_back(self):
+    def test_rollback_with_approval(self):
         start = time.time()
         alert = {"labels": self.alert(), "startsAt": rfc3339(start)}
         self.post_alerts([alert])
@@ -286,6 +286,10 @@ class runbooks_test(unittest.TestCase):
         # The canary is stopped at once; the rollback waits for a person.
         waiting = self.wait_phase("canary-rollback", "waiting_approval")
         self.assertEqual(waiting["approval"]["state"], "waiting")
+        self.assertEqual(self.daemon.metric("tocsin_runbook_runs_active", runbook="canary-rollback",
+                                            phase="waiting_approval"), 1)
+        self.assertEqual(self.daemon.metric("tocsin_runbook_runs_active", runbook="canary-rollback",
+                                            phase="running"), 0)
         self.assertEqual([s["outcome"] for s in waiting["steps"][:1]], ["succeeded"])
         harness.wait_until("the canary to exit", lambda: not self.canary.running(), TIMEOUT_S)
         self.assertEqual(self.deploy.requests, [])
@@ -310,7 +314,7 @@ class runbooks_test(unittest.TestCase):
         self.assertEqual(approved.json()["approval"]["reason"], "AUC fell on every shard")
         self.assertIn(f"tocsinctl runbooks approve {run_id}", request["annotations"]["summary"])
 
-        # The request is answered, so its receiver hears it resolve.
+        # Once decided, the request resolves at its receiver.
         def request_resolved():
             return [b for b in self.bodies("/webhook/ml-lead") if b["status"] == "resolved"]
         resolved = harness.wait_until("the resolve of the approval request", request_resolved, TIMEOUT_S)
@@ -358,7 +362,7 @@ class runbooks_test(unittest.TestCase):
         pd = [b for b in self.bodies("/v2/enqueue") if b.get("event_action") == "trigger"]
         self.assertTrue(any("runbook_actions" in b["payload"].get("custom_details", {}) for b in pd), pd)
 
-        # The audit log verifies and tells the whole story, through tocsinctl and the API.
+        # The audit log verifies and records every step, through tocsinctl and the API.
         audit_path = os.path.join(self.state_dir, "audit.log")
         verify = subprocess.run([TOCSINCTL, "audit", "verify", audit_path], capture_output=True, text=True,
                                 timeout=30)
@@ -385,7 +389,7 @@ class runbooks_test(unittest.TestCase):
         harness.wait_until("a second run", lambda: len(self.runs(runbook="canary-rollback")["runs"]) == 2,
                            TIMEOUT_S)
 
-    def test_bundled_example_stops_the_canary_rolls_back_and_tells_the_data_scientists(self):
+    def test_bundled_example_end_to_end(self):
         canary = harness.server_process(
             "example-canary", [sys.executable, os.path.join(self.dir.path, "canary.py"), self.example_pid_file],
             os.path.join(self.dir.path, "example-canary.log"))
@@ -441,7 +445,7 @@ class runbooks_test(unittest.TestCase):
         self.assertEqual(harness.metric_value(self.daemon.metrics(), "tocsin_runbook_decisions_total",
                                               runbook="canary-rollback", decision="skipped_silenced"), 1)
 
-    def test_kill_during_a_step_ends_the_run_interrupted_and_escalates(self):
+    def test_kill_during_step_interrupts(self):
         self.post_alerts([{"labels": {"alertname": "SlowFix", "severity": "warning"}, "startsAt": rfc3339(time.time())}])
         slow_out = os.path.join(self.dir.path, "slow.out")
         harness.wait_until("the slow program to start", lambda: os.path.exists(slow_out), TIMEOUT_S)
